@@ -1,0 +1,49 @@
+# The README's commands. Each one does its own set-up: venv, pinned dependencies, data, kernel.
+PYTHON  ?= python3.11
+VENV    ?= .venv
+PROFILE ?= book
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.shiftlab-installed
+PREPARE := $(PY) -c "import sys, shiftlab.data as d; d.prepare_fashion_mnist(download='--download' in sys.argv)"
+
+.PHONY: setup data book notebooks site test lab clean clean-cache
+
+setup: $(STAMP) data
+
+# (Re)install when pyproject.toml changes: torch 2.14.1 / torchvision 0.29.1 pinned there.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[book,test]'
+	$(PY) -m ipykernel install --sys-prefix --name shiftlab --display-name "Python (shiftlab)" >/dev/null
+	@touch $@
+
+# Fashion-MNIST: the torchvision root (./data or $$SHIFTLAB_DATA), else Debian's package
+# (installed here when we are root and apt-get exists), else torchvision's download.
+data: $(STAMP)
+	@$(PREPARE) 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's dataset-fashion-mnist"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null || true; \
+	  fi; \
+	  $(PREPARE) --download; }
+
+book: notebooks site
+
+notebooks: setup
+	$(PY) scripts/run_notebooks.py --profile $(PROFILE)
+
+site: setup
+	$(VENV)/bin/jupyter-book build . --all -W --keep-going
+	@echo "open _build/html/index.html"
+
+test: setup
+	$(PY) -m pytest
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf _build book/executed results/smoke results/book
+
+clean-cache:
+	rm -rf results/cache

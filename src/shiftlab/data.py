@@ -1,0 +1,174 @@
+"""Datasets as in-memory tensors, padding to a power-of-two frame, and canvas embedding.
+
+Images are float tensors in [0, 1] with shape (N, 1, H, W); black is 0 *before* any
+normalisation, so zero padding, black canvases and zero-filled shifts are all the same black.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .results import atomic_write_bytes
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+DATASETS = ("fashion_mnist",)
+
+
+class DatasetError(RuntimeError):
+    """A dataset is missing or unreadable; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a dataset held in memory: uint8 images (N, H, W) and int64 labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, n: int | None, seed: int = 0) -> "Split":
+        """A fixed random subset of n items (the whole split when n is None or >= len)."""
+        if n is None or n >= len(self):
+            return self
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        idx = idx.sort().values
+        return Split(self.images[idx], self.labels[idx], self.classes)
+
+    def as_float(self, size: int | None = None) -> torch.Tensor:
+        """Images as float (N, 1, H, W) in [0, 1], zero-padded to size x size when given."""
+        x = self.images.unsqueeze(1).float().div_(255.0)
+        return x if size is None else pad_to(x, size)
+
+
+def data_root() -> Path:
+    """The torchvision dataset root: $SHIFTLAB_DATA, else data/ in the working directory."""
+    return Path(os.environ.get("SHIFTLAB_DATA", "data")).resolve()
+
+
+def _raw_dir(root: Path) -> Path:
+    return root / "FashionMNIST" / "raw"
+
+
+def _install_from_debian(raw: Path) -> bool:
+    """Decompress Debian's dataset-fashion-mnist files into the torchvision raw folder."""
+    source = DEBIAN_FASHION_MNIST
+    if not all((source / f"{name}.gz").is_file() for name in FASHION_MNIST_FILES):
+        return False
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in FASHION_MNIST_FILES:
+        target = raw / name
+        if target.is_file():
+            continue
+        with gzip.open(source / f"{name}.gz", "rb") as src:
+            atomic_write_bytes(target, src.read())
+    return True
+
+
+def _missing_message(root: Path) -> str:
+    return (
+        f"Fashion-MNIST not found under {_raw_dir(root)} (the torchvision root is $SHIFTLAB_DATA, "
+        f"default ./data) nor in {DEBIAN_FASHION_MNIST}, and torchvision could not download it. "
+        "Get it one of two ways: `sudo apt-get install dataset-fashion-mnist` (Debian), or run once "
+        "with network access so torchvision can download it into the torchvision root."
+    )
+
+
+def prepare_fashion_mnist(root: Path | None = None, download: bool = True) -> Path:
+    """Make sure the torchvision raw files exist: torchvision root, then Debian's package, then download."""
+    root = data_root() if root is None else Path(root)
+    raw = _raw_dir(root)
+    if all((raw / name).is_file() for name in FASHION_MNIST_FILES):
+        return root
+    if _install_from_debian(raw):
+        return root
+    if download:
+        from torchvision.datasets import FashionMNIST
+
+        try:
+            FashionMNIST(str(root), train=True, download=True)
+            FashionMNIST(str(root), train=False, download=True)
+            return root
+        except Exception as err:  # network errors come in many types
+            raise DatasetError(_missing_message(root)) from err
+    raise DatasetError(_missing_message(root))
+
+
+def load_fashion_mnist(split: str = "train", root: Path | None = None) -> Split:
+    """Fashion-MNIST train (60k) or test (10k) as uint8 tensors, via torchvision's loader."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split={split!r} is invalid; valid: 'train', 'test'")
+    from torchvision.datasets import FashionMNIST
+
+    root = prepare_fashion_mnist(root)
+    try:
+        ds = FashionMNIST(str(root), train=split == "train", download=False)
+    except Exception as err:
+        raise DatasetError(
+            f"Fashion-MNIST files under {_raw_dir(root)} could not be read ({err}); "
+            "delete that folder and run again to re-create it."
+        ) from err
+    expected = 60000 if split == "train" else 10000
+    if ds.data.shape != (expected, 28, 28) or len(ds.targets) != expected:
+        raise DatasetError(
+            f"Fashion-MNIST {split} under {_raw_dir(root)} has shape {tuple(ds.data.shape)}, "
+            f"expected ({expected}, 28, 28); delete that folder and run again to re-create it."
+        )
+    return Split(ds.data.clone(), ds.targets.clone(), FASHION_MNIST_CLASSES)
+
+
+def load(dataset: str, split: str, root: Path | None = None) -> Split:
+    """Load a named dataset split (valid names: DATASETS)."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset={dataset!r} is invalid; valid: {', '.join(DATASETS)}")
+    return load_fashion_mnist(split, root)
+
+
+def pad_to(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero-pad (N, C, h, w) images symmetrically to size x size (28 -> 32 adds 2 px per side)."""
+    h, w = x.shape[-2:]
+    if h > size or w > size:
+        raise ValueError(f"cannot pad {h}x{w} images to {size}x{size}: size must be >= {max(h, w)}")
+    top, left = (size - h) // 2, (size - w) // 2
+    return F.pad(x, (left, size - w - left, top, size - h - top))
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize (N, C, h, w) images to size x size (antialiased bilinear), clamped to [0, 1]."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False).clamp_(0.0, 1.0)
+
+
+def embed(x: torch.Tensor, canvas: int, ys: torch.Tensor, xs: torch.Tensor,
+          background: float = 0.0) -> torch.Tensor:
+    """Place object n (N, C, s, s) with its top-left corner at (ys[n], xs[n]) on a canvas x canvas background."""
+    n, c, s, _ = x.shape
+    ys, xs = torch.as_tensor(ys).long().expand(n), torch.as_tensor(xs).long().expand(n)
+    if ys.min() < 0 or xs.min() < 0 or ys.max() > canvas - s or xs.max() > canvas - s:
+        raise ValueError(f"positions must lie in 0..{canvas - s} for {s}px objects on a {canvas}px canvas")
+    out = x.new_full((n, c, canvas, canvas), background)
+    rows = (ys[:, None] + torch.arange(s))[:, None, :, None].expand(n, c, s, s)
+    cols = (xs[:, None] + torch.arange(s))[:, None, None, :].expand(n, c, s, s)
+    batch = torch.arange(n)[:, None, None, None].expand(n, c, s, s)
+    chan = torch.arange(c)[None, :, None, None].expand(n, c, s, s)
+    out[batch, chan, rows, cols] = x
+    return out

@@ -1,0 +1,104 @@
+"""Anti-aliased downsampling (Zhang 2019): blur with a fixed binomial filter, then subsample.
+
+Decompositions (paper notation):
+  MaxPool_{2,2}       = Subsample_2 . Max_{2,1}            -> MaxBlurPool = BlurPool_m . Max_{2,1}
+  ReLU . Conv_{k,2}   = Subsample_2 . ReLU . Conv_{k,1}    -> ConvBlurPool = BlurPool_m . ReLU . Conv_{k,1}
+  AvgPool_{2,2}       = Subsample_2 . Blur_2               -> BlurPool_m
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PAD_MODES = ("zeros", "reflect", "replicate", "circular")
+FILTER_SIZES = tuple(range(1, 8))
+
+
+def _check_pad_mode(pad_mode: str) -> str:
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"pad_mode={pad_mode!r} is invalid; valid: {', '.join(PAD_MODES)}")
+    return pad_mode
+
+
+def pad2d(x: torch.Tensor, pads: tuple[int, int, int, int], mode: str) -> torch.Tensor:
+    """Pad (left, right, top, bottom) with a named mode (zeros, reflect, replicate, circular)."""
+    if not any(pads):
+        return x
+    return F.pad(x, pads, mode="constant" if _check_pad_mode(mode) == "zeros" else mode)
+
+
+def binomial_filter(size: int) -> torch.Tensor:
+    """1-D binomial taps a_k = C(size-1, k) / 2^(size-1), k = 0..size-1 (sum 1)."""
+    if size not in FILTER_SIZES:
+        raise ValueError(f"filt_size={size} is invalid; valid: {FILTER_SIZES[0]}..{FILTER_SIZES[-1]}")
+    taps = torch.tensor([math.comb(size - 1, k) for k in range(size)], dtype=torch.float64)
+    return (taps / taps.sum()).float()
+
+
+def binomial_filter_2d(size: int) -> torch.Tensor:
+    """2-D separable binomial filter a a^T (sum 1)."""
+    a = binomial_filter(size)
+    return a[:, None] * a[None, :]
+
+
+def blur_pads(size: int) -> tuple[int, int, int, int]:
+    """Padding (left, right, top, bottom) = (floor((m-1)/2), ceil((m-1)/2)) per axis, as in antialiased-cnns."""
+    lo, hi = (size - 1) // 2, size // 2
+    return (lo, hi, lo, hi)
+
+
+class BlurPool(nn.Module):
+    """Subsample_s . Blur_m: depthwise convolution with a fixed binomial filter, then stride s."""
+
+    def __init__(self, channels: int, filt_size: int = 3, stride: int = 2, pad_mode: str = "reflect"):
+        super().__init__()
+        if stride < 1:
+            raise ValueError(f"stride={stride} is invalid; valid: an integer >= 1")
+        self.channels, self.filt_size, self.stride = channels, filt_size, stride
+        self.pad_mode = _check_pad_mode(pad_mode)
+        kernel = binomial_filter_2d(filt_size)[None, None].repeat(channels, 1, 1, 1)
+        self.register_buffer("kernel", kernel, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.filt_size == 1:
+            return x[:, :, ::self.stride, ::self.stride]
+        x = pad2d(x, blur_pads(self.filt_size), self.pad_mode)
+        return F.conv2d(x, self.kernel, stride=self.stride, groups=self.channels)
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, filt_size={self.filt_size}, stride={self.stride}, pad_mode={self.pad_mode}"
+
+
+class DenseMax(nn.Module):
+    """Max_{2,1}: 2x2 max at stride 1, padded by one pixel right/bottom so the map keeps its size."""
+
+    def __init__(self, pad_mode: str = "replicate"):
+        super().__init__()
+        self.pad_mode = "circular" if _check_pad_mode(pad_mode) == "circular" else "replicate"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(pad2d(x, (0, 1, 0, 1), self.pad_mode), kernel_size=2, stride=1)
+
+
+class MaxBlurPool(nn.Sequential):
+    """BlurPool_m . Max_{2,1}; with filt_size 1 it equals MaxPool(2, 2) exactly."""
+
+    def __init__(self, channels: int, filt_size: int = 3, stride: int = 2, pad_mode: str = "reflect"):
+        super().__init__(DenseMax(pad_mode), BlurPool(channels, filt_size, stride, pad_mode))
+
+
+class ConvBlurPool(nn.Sequential):
+    """BlurPool_m . ReLU . BN . Conv_{k,1}: a strided conv with the subsampling moved after a blur."""
+
+    def __init__(self, in_channels: int, out_channels: int, filt_size: int = 3, stride: int = 2,
+                 pad_mode: str = "reflect", kernel_size: int = 3, conv_padding: str = "zeros"):
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
+                      padding_mode=conv_padding, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            BlurPool(out_channels, filt_size, stride, pad_mode),
+        )

@@ -1,0 +1,123 @@
+"""Shift-invariance and equivariance metrics.
+
+Notation: f(x) is the softmax output, y(x) = argmax_k f_k(x).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import shifts as sh
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Logits of model on x, in eval mode, batched, on the model's device; returned on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([model(x[i:i + batch_size].to(device)).float().cpu()
+                      for i in range(0, len(x), batch_size)])
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """accuracy: P[argmax f(x) == y]."""
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
+def p_top1_change(probs_a: torch.Tensor, probs_b: torch.Tensor) -> float:
+    """Azulay & Weiss P(top-1 change): P[argmax f(x) != argmax f(T x)]."""
+    return (probs_a.argmax(1) != probs_b.argmax(1)).float().mean().item()
+
+
+def mean_absolute_change(probs_a: torch.Tensor, probs_b: torch.Tensor) -> float:
+    """Azulay & Weiss MAC: E |f_k(x) - f_k(T x)| with k = argmax f(x), the class on top before the shift."""
+    k = probs_a.argmax(1, keepdim=True)
+    return (probs_a.gather(1, k) - probs_b.gather(1, k)).abs().mean().item()
+
+
+def relative_change(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||b - a|| / ||a|| over the whole batch (Frobenius norms)."""
+    return ((b - a).norm() / a.norm().clamp_min(1e-12)).item()
+
+
+@torch.no_grad()
+def equivariance_error(fn, x: torch.Tensor, dy: int, dx: int) -> float:
+    """min over output shifts k of ||fn(roll(x, d)) - roll(fn(x), k)|| / ||fn(x)||, d = (dy, dx):
+    zero exactly when some shift of the output matches the shifted input (fn equivariant at d)."""
+    ref, moved = fn(x), fn(sh.roll(x, dy, dx))
+    h, w = ref.shape[-2:]
+    return min(relative_change(sh.roll(ref, ky, kx), moved) for ky in range(h) for kx in range(w))
+
+
+def consistency(model: nn.Module, x: torch.Tensor, kind: str = "roll", max_shift: int = 4,
+                seed: int = 0, batch_size: int = 1000) -> float:
+    """Zhang consistency: P[argmax f(shift_a x) == argmax f(shift_b x)], a, b ~ U{-m..m}^2 drawn per image."""
+    g = torch.Generator().manual_seed(seed)
+    a, b = sh.random_offsets(len(x), max_shift, g), sh.random_offsets(len(x), max_shift, g)
+    pred_a = predict_logits(model, sh.shift(x, *a, kind), batch_size).argmax(1)
+    pred_b = predict_logits(model, sh.shift(x, *b, kind), batch_size).argmax(1)
+    return (pred_a == pred_b).float().mean().item()
+
+
+def shift_grid(period: int) -> list[tuple[int, int]]:
+    """All shifts (dy, dx) in {0..period-1}^2, row-major."""
+    return [(dy, dx) for dy in range(period) for dx in range(period)]
+
+
+@torch.no_grad()
+def output_change_grid(model: nn.Module, x: torch.Tensor, period: int,
+                       batch_size: int = 1000) -> dict[str, torch.Tensor]:
+    """Per circular shift (dy, dx) in {0..P-1}^2: mean ||z(roll x) - z(x)|| / ||z(x)|| of the logits z,
+    and P[argmax changes]. Returns (P, P) grids 'logit_change' and 'p_change'."""
+    ref = predict_logits(model, x, batch_size)
+    change = torch.zeros(period, period)
+    flips = torch.zeros(period, period)
+    for dy, dx in shift_grid(period):
+        z = predict_logits(model, sh.roll(x, dy, dx), batch_size)
+        change[dy, dx] = ((z - ref).norm(dim=1) / ref.norm(dim=1).clamp_min(1e-12)).mean()
+        flips[dy, dx] = (z.argmax(1) != ref.argmax(1)).float().mean()
+    return {"logit_change": change, "p_change": flips}
+
+
+def tile_periodic(grid: torch.Tensor, size: int) -> torch.Tensor:
+    """Tile a (P, P) grid of a quantity periodic in the shift to (size, size)."""
+    reps = -(-size // grid.shape[-1])
+    return grid.repeat(reps, reps)[:size, :size]
+
+
+def _upsample_to(f: torch.Tensor, size: int) -> torch.Tensor:
+    """Nearest-neighbour upsampling of a feature map to the input resolution (repeat each cell s x s)."""
+    return f if f.shape[-1] == size else F.interpolate(f, size=(size, size), mode="nearest")
+
+
+def _cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (1 - F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1, eps=1e-12)).clamp_min(0.0)
+
+
+@torch.no_grad()
+def feature_distance_grid(model: nn.Module, x: torch.Tensor, period: int) -> dict[str, torch.Tensor]:
+    """Per layer l and circular shift D in {0..P-1}^2: mean over images of the cosine distance
+    1 - cos(U F_l(roll(x, D)), roll(U F_l(x), D)), U = nearest upsampling to the input size.
+    Zero at every D that is a multiple of layer l's stride when the net is circular-padded."""
+    model.eval()
+    device = next(model.parameters()).device
+    size = x.shape[-1]
+    x = x.to(device)
+    ref = [(name, _upsample_to(f, size)) for name, f in model.forward_features(x)]
+    grids = {name: torch.zeros(period, period) for name, _ in ref}
+    for dy, dx in shift_grid(period):
+        moved = model.forward_features(sh.roll(x, dy, dx))
+        for (name, r), (_, f) in zip(ref, moved):
+            d = _cosine_distance(_upsample_to(f, size), sh.roll(r, dy, dx))
+            grids[name][dy, dx] = d.mean().item()
+    return grids
+
+
+def layer_strides(model: nn.Module, size: int) -> dict[str, int]:
+    """The stride of every named layer's output relative to a size x size input."""
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        model.eval()
+        feats = model.forward_features(torch.zeros(1, model.cfg.in_channels, size, size, device=device))
+    return {name: size // f.shape[-1] for name, f in feats}

@@ -1,0 +1,126 @@
+"""Small VGG-like networks for 28-64 px inputs, parameterised by how they downsample.
+
+A network is ``stages`` blocks of [conv3x3-BN-ReLU] x convs_per_stage followed by a stride-2
+downsampling, then global average pooling and a linear classifier. Total stride S = 2**stages.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from .layers import FILTER_SIZES, BlurPool, ConvBlurPool, MaxBlurPool
+
+DOWNSAMPLE_KINDS = ("max", "maxblur", "strided", "convblur", "avg", "blur")
+PADDING_MODES = ("zeros", "circular", "reflect")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines an architecture; its dict is part of the model cache key."""
+
+    downsample: str = "max"
+    filt_size: int = 1
+    padding: str = "zeros"
+    widths: tuple[int, ...] = (16, 32, 64)
+    convs_per_stage: int = 1
+    in_channels: int = 1
+    num_classes: int = 10
+    arch: str = field(default="vgg")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        _check(self.arch == "vgg", f"arch={self.arch!r} is invalid; valid: 'vgg'")
+        _check(self.downsample in DOWNSAMPLE_KINDS,
+               f"downsample={self.downsample!r} is invalid; valid: {', '.join(DOWNSAMPLE_KINDS)}")
+        _check(self.filt_size in FILTER_SIZES, f"filt_size={self.filt_size} is invalid; valid: 1..7")
+        _check(self.padding in PADDING_MODES,
+               f"padding={self.padding!r} is invalid; valid: {', '.join(PADDING_MODES)}")
+        _check(len(self.widths) >= 1 and all(w >= 1 for w in self.widths),
+               f"widths={self.widths} is invalid; valid: one or more positive integers")
+        _check(self.convs_per_stage >= 1, f"convs_per_stage={self.convs_per_stage} is invalid; valid: >= 1")
+
+    @property
+    def total_stride(self) -> int:
+        """S = 2**stages: the input shift that moves the last feature map by exactly one cell."""
+        return 2 ** len(self.widths)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+class ConvBNReLU(nn.Sequential):
+    """ReLU . BN . Conv_{3, stride}."""
+
+    def __init__(self, cin: int, cout: int, padding: str, stride: int = 1):
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, padding_mode=padding, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
+
+
+def _blur_pad(padding: str) -> str:
+    """Blur padding: circular in circular nets (keeps exact periodicity), else reflect as in Zhang."""
+    return "circular" if padding == "circular" else "reflect"
+
+
+def _stage(cfg: ModelConfig, index: int, cin: int, cout: int) -> list[tuple[str, nn.Module]]:
+    """The named layers of one stage: convs, then the stride-2 downsampling of kind cfg.downsample."""
+    name = f"s{index + 1}"
+    layers = [(f"{name}.conv{j + 1}", ConvBNReLU(cin if j == 0 else cout, cout, cfg.padding))
+              for j in range(cfg.convs_per_stage - 1)]
+    last_in = cin if cfg.convs_per_stage == 1 else cout
+    kind, pad = cfg.downsample, _blur_pad(cfg.padding)
+    last = f"{name}.conv{cfg.convs_per_stage}"
+    if kind == "strided":
+        return layers + [(last, ConvBNReLU(last_in, cout, cfg.padding, stride=2))]
+    if kind == "convblur":
+        return layers + [(last, ConvBlurPool(last_in, cout, cfg.filt_size, 2, pad, conv_padding=cfg.padding))]
+    layers.append((last, ConvBNReLU(last_in, cout, cfg.padding)))
+    down = {
+        "max": lambda: nn.MaxPool2d(2, 2),
+        "maxblur": lambda: MaxBlurPool(cout, cfg.filt_size, 2, pad),
+        "avg": lambda: nn.AvgPool2d(2, 2),
+        "blur": lambda: BlurPool(cout, cfg.filt_size, 2, pad),
+    }[kind]()
+    return layers + [(f"{name}.{kind}", down)]
+
+
+class VGGLike(nn.Module):
+    """Stages of conv3x3-BN-ReLU + stride-2 downsampling, global average pool, linear head."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        layers: list[tuple[str, nn.Module]] = []
+        cin = cfg.in_channels
+        for i, cout in enumerate(cfg.widths):
+            layers += _stage(cfg, i, cin, cout)
+            cin = cout
+        self.body = nn.Sequential(OrderedDict((n.replace(".", "_"), m) for n, m in layers))
+        self.layer_names = [n for n, _ in layers]
+        self.head = nn.Linear(cin, cfg.num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """The output of every named layer of the body, in order."""
+        out = []
+        for name, layer in zip(self.layer_names, self.body):
+            x = layer(x)
+            out.append((name, x))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x).mean(dim=(2, 3)))
+
+
+def build(cfg: ModelConfig) -> VGGLike:
+    """Instantiate the network described by cfg (weights from the current torch RNG state)."""
+    return VGGLike(cfg)

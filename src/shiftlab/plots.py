@@ -1,0 +1,48 @@
+"""The book's figure style (seaborn), heatmaps and curves, and saving into the profile's figure folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+PALETTE = "colorblind"
+
+
+def set_style() -> None:
+    """One look for every figure: seaborn whitegrid, readable fonts, colour-blind palette."""
+    sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE, font_scale=1.0)
+    matplotlib.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": "tight",
+                                "figure.constrained_layout.use": True,
+                                "axes.titlesize": 11, "axes.titleweight": "bold", "image.cmap": "viridis"})
+
+
+def savefig(fig: plt.Figure, name: str, fig_dir: str | Path) -> Path:
+    """Save fig as <fig_dir>/<name>.png (the notebook shows it inline as well)."""
+    path = Path(fig_dir) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def legend_outside(ax: plt.Axes) -> None:
+    """Move the legend to the right of the axes so it never hides data."""
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+
+
+def heatmap(ax: plt.Axes, grid, title: str, label: str, vmin: float | None = 0.0, vmax: float | None = None,
+            cmap: str = "viridis", period: int | None = None) -> None:
+    """A shift heatmap: rows dy, columns dx (pixels), colour bar labelled; lattice lines every `period`."""
+    grid = np.asarray(grid)
+    im = ax.imshow(grid, origin="upper", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xlabel("horizontal shift dx (px)")
+    ax.set_ylabel("vertical shift dy (px)")
+    ax.grid(False)
+    if period:
+        ticks = np.arange(0, grid.shape[1], period)
+        ax.set_xticks(ticks)
+        ax.set_yticks(np.arange(0, grid.shape[0], period))
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=label)

@@ -1,0 +1,74 @@
+"""Results JSON: one file per notebook and profile, written atomically.
+
+Schema: {"notebook", "profile", "params", "version", "metrics", "timings"}; metrics hold the
+numbers a chapter quotes, timings hold wall-clock seconds (excluded from reproducibility checks).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from . import __version__
+
+SCHEMA_KEYS = ("notebook", "profile", "params", "version", "metrics", "timings")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write payload to path through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _plain(value):
+    """Convert tensors, numpy scalars and tuples into JSON types; NaN/inf are refused."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"results must be finite numbers, got {value}")
+    return value
+
+
+def save(results_dir: str | Path, notebook: str, profile: str, params: dict, metrics: dict,
+         timings: dict | None = None) -> Path:
+    """Write <results_dir>/<notebook>.json atomically and return its path."""
+    doc = {"notebook": notebook, "profile": profile, "params": _plain(params), "version": __version__,
+           "metrics": _plain(metrics), "timings": _plain(timings or {})}
+    path = Path(results_dir) / f"{notebook}.json"
+    atomic_write_bytes(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+    return path
+
+
+def load(path: str | Path) -> dict:
+    """Read a results JSON, checking it has every schema key."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a readable results JSON ({err})") from err
+    missing = [k for k in SCHEMA_KEYS if k not in doc]
+    if missing:
+        raise ValueError(f"{path} lacks the results keys {missing}; expected {list(SCHEMA_KEYS)}")
+    return doc

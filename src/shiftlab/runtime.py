@@ -1,0 +1,35 @@
+"""Where and how computations run: device choice, seeding, CPU threads."""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' picks cuda when present, else cpu; 'cuda' without a GPU is an error."""
+    if device not in DEVICES:
+        raise ValueError(f"device={device!r} is invalid; valid: {', '.join(DEVICES)}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' was asked for but no CUDA GPU is visible; use device='cpu' or 'auto'")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, and make torch pick deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def set_threads(n: int | None = None) -> None:
+    """Use n CPU threads for torch (default: every core this process may use)."""
+    torch.set_num_threads(n or len(os.sched_getaffinity(0)))

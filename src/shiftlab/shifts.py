@@ -1,0 +1,71 @@
+"""Image shifts, batched with one offset per image.
+
+* ``roll``: circular shift, ``out[i, j] = x[(i - dy) mod H, (j - dx) mod W]``.
+* ``translate``: shift with zero (black) fill; identical to zero-padding by m and cropping the
+  original frame at offset (m - dy, m - dx), i.e. Zhang's crop-shift from a larger frame.
+* embedding shifts move an object on a canvas: see ``shiftlab.data.embed``.
+"""
+from __future__ import annotations
+
+import torch
+
+SHIFT_KINDS = ("roll", "crop")
+
+
+def _per_image(offset: int | torch.Tensor, n: int) -> torch.Tensor:
+    return torch.as_tensor(offset, dtype=torch.long).reshape(-1).expand(n)
+
+
+def _source_index(size: int, offset: torch.Tensor) -> torch.Tensor:
+    """Row (or column) index into the source for every output position: (N, size)."""
+    return torch.arange(size)[None, :] - offset[:, None]
+
+
+def _gather(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    n, c, h, w = x.shape
+    flat = (rows[:, :, None] * w + cols[:, None, :]).reshape(n, 1, h * w).expand(n, c, h * w)
+    return x.reshape(n, c, h * w).gather(2, flat).reshape(n, c, h, w)
+
+
+def roll(x: torch.Tensor, dy: int | torch.Tensor, dx: int | torch.Tensor) -> torch.Tensor:
+    """Circular shift of (N, C, H, W) images by (dy, dx) pixels, one offset per image or one for all."""
+    n, _, h, w = x.shape
+    rows = _source_index(h, _per_image(dy, n)) % h
+    cols = _source_index(w, _per_image(dx, n)) % w
+    return _gather(x, rows, cols)
+
+
+def translate(x: torch.Tensor, dy: int | torch.Tensor, dx: int | torch.Tensor) -> torch.Tensor:
+    """Shift (N, C, H, W) images by (dy, dx) pixels with black fill (content leaving the frame is lost)."""
+    n, _, h, w = x.shape
+    rows = _source_index(h, _per_image(dy, n))
+    cols = _source_index(w, _per_image(dx, n))
+    valid = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+    out = _gather(x, rows.clamp(0, h - 1), cols.clamp(0, w - 1))
+    return out * valid[:, None].to(x.dtype)
+
+
+def crop_shift(x: torch.Tensor, pad: int, oy: int | torch.Tensor, ox: int | torch.Tensor) -> torch.Tensor:
+    """Zero-pad by ``pad`` and crop the original H x W frame at offset (oy, ox) in 0..2*pad."""
+    return translate(x, pad - torch.as_tensor(oy), pad - torch.as_tensor(ox))
+
+
+def shift(x: torch.Tensor, dy: int | torch.Tensor, dx: int | torch.Tensor, kind: str) -> torch.Tensor:
+    """Shift by (dy, dx) with the named kind: 'roll' (circular) or 'crop' (black fill)."""
+    if kind == "roll":
+        return roll(x, dy, dx)
+    if kind == "crop":
+        return translate(x, dy, dx)
+    raise ValueError(f"shift kind={kind!r} is invalid; valid: {', '.join(SHIFT_KINDS)}")
+
+
+def random_offsets(n: int, max_shift: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image offsets (dy, dx) drawn uniformly from {-max_shift..max_shift}^2."""
+    dy = torch.randint(-max_shift, max_shift + 1, (n,), generator=generator)
+    dx = torch.randint(-max_shift, max_shift + 1, (n,), generator=generator)
+    return dy, dx
+
+
+def diagonal_path(x: torch.Tensor, max_shift: int, kind: str = "roll") -> torch.Tensor:
+    """The images shifted by (d, d) for d = 0..max_shift: shape (max_shift + 1, N, C, H, W)."""
+    return torch.stack([shift(x, d, d, kind) for d in range(max_shift + 1)])

@@ -1,0 +1,112 @@
+"""Named model configurations shared by the chapters, trained once and then loaded from a cache.
+
+A cached model lives at ``<cache_dir>/<name>-<key>.pt`` where key is the SHA-256 of the full
+configuration (architecture, training, data, library version). The file stores the weights as
+bytes together with their SHA-256, is written to a temporary file and renamed, and is retrained
+(with a warning) when it is truncated, corrupt, or was written for another configuration.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .data import load
+from .results import atomic_write_bytes
+from .models import ModelConfig, VGGLike, build
+from .runtime import seed_everything
+from .train import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A zoo entry: an architecture and how it is trained (size and seed come from the profile)."""
+
+    model: ModelConfig
+    augment: str = "none"
+    max_shift: int = 4
+    description: str = ""
+
+
+ENTRIES: dict[str, Entry] = {
+    "baseline": Entry(ModelConfig(downsample="max", padding="circular"),
+                      description="MaxPool, circular padding, widths 16-32-64, no augmentation"),
+    "baseline_aug": Entry(ModelConfig(downsample="max", padding="circular"), augment="roll",
+                          description="MaxPool, circular padding, random circular shifts of up to 4 px"),
+}
+
+
+class CacheError(RuntimeError):
+    """A cache file is unreadable, corrupt, or belongs to another configuration."""
+
+
+def full_config(name: str, n_train: int, epochs: int, seed: int, dataset: str = "fashion_mnist",
+                image_size: int = 32, batch_size: int = 128) -> dict:
+    """Everything that determines a trained zoo model, as a JSON-able dict."""
+    if name not in ENTRIES:
+        raise KeyError(f"zoo entry {name!r} is unknown; valid: {', '.join(ENTRIES)}")
+    e = ENTRIES[name]
+    tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, augment=e.augment, max_shift=e.max_shift, seed=seed)
+    return {"name": name, "model": e.model.to_dict(), "train": tcfg.to_dict(),
+            "data": {"dataset": dataset, "n_train": n_train, "image_size": image_size},
+            "version": __version__}
+
+
+def cache_key(config: dict) -> str:
+    """SHA-256 of the canonical JSON of a full configuration (first 16 hex digits)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def save_checkpoint(path: Path, model: VGGLike, config: dict, history: list[dict]) -> None:
+    """Store weights (as bytes, with their SHA-256), config and history atomically."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    weights = buf.getvalue()
+    out = io.BytesIO()
+    torch.save({"config": config, "history": history, "weights": weights,
+                "sha256": hashlib.sha256(weights).hexdigest()}, out)
+    atomic_write_bytes(path, out.getvalue())
+
+
+def load_checkpoint(path: Path, config: dict) -> tuple[VGGLike, list[dict]]:
+    """Load a checkpoint, checking it is whole, uncorrupted and made for exactly this config."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        weights, digest = blob["weights"], blob["sha256"]
+    except Exception as err:
+        raise CacheError(f"{path} is unreadable or truncated ({type(err).__name__}: {err})") from err
+    if hashlib.sha256(weights).hexdigest() != digest:
+        raise CacheError(f"{path} is corrupt: its weights do not match their SHA-256")
+    if blob["config"] != config:
+        raise CacheError(f"{path} was written for another configuration or library version")
+    model = build(ModelConfig(**config["model"]))
+    model.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
+    return model.eval(), blob["history"]
+
+
+def get(name: str, *, n_train: int, epochs: int, seed: int = 0, cache_dir: str | Path = "results/cache",
+        device: torch.device | str = "cpu", progress: bool = True) -> tuple[VGGLike, dict]:
+    """The trained zoo model `name` for this size and seed: loaded from cache, else trained and cached.
+    Returns (model in eval mode on device, info with config, history, cache path and whether it was cached)."""
+    config = full_config(name, n_train, epochs, seed)
+    path = Path(cache_dir) / f"{name}-{cache_key(config)}.pt"
+    if path.exists():
+        try:
+            model, history = load_checkpoint(path, config)
+            return model.to(device), {"config": config, "history": history, "path": str(path), "cached": True}
+        except CacheError as err:
+            warnings.warn(f"retraining {name}: {err}", stacklevel=2)
+    split = load(config["data"]["dataset"], "train").subset(n_train, seed)
+    x = split.as_float(config["data"]["image_size"])
+    seed_everything(seed)
+    model = build(ModelConfig(**config["model"]))
+    history = train(model, x, split.labels, TrainConfig(**config["train"]), device=device,
+                    progress=progress, desc=name)
+    save_checkpoint(path, model.cpu(), config, history)
+    return model.to(device).eval(), {"config": config, "history": history, "path": str(path), "cached": False}

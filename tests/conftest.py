@@ -1,0 +1,32 @@
+"""Shared fixtures: the repository root, and one smoke-profile run of every notebook per session."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """Run every notebook with the smoke profile into a scratch book tree; return that tree."""
+    tree = tmp_path_factory.mktemp("smoke_book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, tree / name)
+    shutil.copytree(ROOT / "book", tree / "book", ignore=shutil.ignore_patterns("executed"))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", "smoke",
+         "--out", str(tree / "book" / "executed"), "--root", str(tree)],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert proc.returncode == 0, f"smoke run failed:\n{proc.stdout}\n{proc.stderr}"
+    return tree

@@ -1,0 +1,95 @@
+"""The site: a clean Jupyter Book build of the smoke outputs, then every page in headless Chromium."""
+import functools
+import http.server
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+PAGES = ["book/intro.html", "book/executed/00_background.html", "book/reproducing.html", "book/bibliography.html"]
+
+
+@pytest.fixture(scope="module")
+def site(smoke_run) -> Path:
+    jb = Path(sys.executable).parent / "jupyter-book"
+    proc = subprocess.run([str(jb), "build", str(smoke_run), "--all", "-W", "--keep-going"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, f"book build failed or warned:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    html = smoke_run / "_build" / "html"
+    assert (html / "index.html").is_file()
+    return html
+
+
+def test_build_has_every_chapter_with_figures(site):
+    for page in PAGES:
+        assert (site / page).is_file(), page
+    background = (site / "book/executed/00_background.html").read_text()
+    assert background.count("<img") >= 5
+    assert "injected-parameters" not in background and "profile = " not in background
+
+
+def test_site_needs_no_cdn(site):
+    for page in PAGES:
+        text = (site / page).read_text()
+        assert "cdn.jsdelivr" not in text and "unpkg.com" not in text and "cdnjs" not in text, page
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("Chromium is needed for the browser test: `sudo apt-get install chromium chromium-driver`")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--window-size=1400,1000"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver, f"http://127.0.0.1:{server.server_address[1]}"
+    driver.quit()
+    server.shutdown()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_without_console_errors(browser, page):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver, base = browser
+    driver.get(f"{base}/{page}")
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    assert driver.find_element("css selector", "h1").text.strip()
+    broken = driver.execute_script(
+        "return [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+    assert broken == [], f"images that did not load: {broken}"
+    severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert severe == [], severe
+
+
+def test_formulas_are_typeset(browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver, base = browser
+    driver.get(f"{base}/book/executed/00_background.html")
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.querySelectorAll('mjx-container').length") > 5)
+    body = driver.find_element("css selector", "main").text
+    assert "\\mathrm{roll}" not in body and "\\(" not in body, "raw TeX left on the page"
+
+
+def test_screenshot_of_background_chapter(browser, smoke_run):
+    driver, base = browser
+    driver.get(f"{base}/book/executed/00_background.html")
+    shot = smoke_run / "background.png"
+    driver.save_screenshot(str(shot))
+    assert shot.stat().st_size > 20_000

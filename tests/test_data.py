@@ -1,0 +1,89 @@
+"""Data: lookup order, clear errors, padding and canvas embedding."""
+import gzip
+import struct
+
+import pytest
+import torch
+
+from shiftlab import data
+
+
+def _idx_images(n: int) -> bytes:
+    return struct.pack(">IIII", 0x803, n, 28, 28) + bytes(range(256)) * (n * 784 // 256) + bytes(n * 784 % 256)
+
+
+def _idx_labels(n: int) -> bytes:
+    return struct.pack(">II", 0x801, n) + bytes(i % 10 for i in range(n))
+
+
+def _write_debian(folder, n=4):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in data.FASHION_MNIST_FILES:
+        payload = _idx_images(n) if "images" in name else _idx_labels(n)
+        with gzip.open(folder / f"{name}.gz", "wb") as f:
+            f.write(payload)
+
+
+def test_debian_files_are_decompressed_into_torchvision_raw_folder(tmp_path, monkeypatch):
+    _write_debian(tmp_path / "debian")
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
+    root = data.prepare_fashion_mnist(tmp_path / "root", download=False)
+    raw = root / "FashionMNIST" / "raw"
+    assert (raw / "train-labels-idx1-ubyte").read_bytes() == _idx_labels(4)
+    assert not [p for p in raw.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_missing_everywhere_names_both_ways(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "nothing")
+    with pytest.raises(data.DatasetError) as err:
+        data.prepare_fashion_mnist(tmp_path / "root", download=False)
+    assert "apt-get install dataset-fashion-mnist" in str(err.value) and "download" in str(err.value)
+
+
+def test_wrong_sized_dataset_is_an_error_not_a_silent_result(tmp_path, monkeypatch):
+    _write_debian(tmp_path / "debian", n=4)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
+    with pytest.raises(data.DatasetError, match="expected \\(10000, 28, 28\\)"):
+        data.load_fashion_mnist("test", tmp_path / "root")
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"dataset": "mnist", "split": "train"}, "valid: fashion_mnist"),
+    ({"dataset": "fashion_mnist", "split": "val"}, "valid: 'train', 'test'"),
+])
+def test_bad_names_are_clear(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        data.load(**kwargs)
+
+
+def test_real_fashion_mnist_loads():
+    test = data.load("fashion_mnist", "test")
+    assert test.images.shape == (10000, 28, 28) and test.images.dtype == torch.uint8
+    assert sorted(test.labels.unique().tolist()) == list(range(10))
+    x = test.subset(50, seed=1).as_float(32)
+    assert x.shape == (50, 1, 32, 32) and 0 <= x.min() and x.max() <= 1
+    assert x[:, :, :2].abs().sum() == 0, "padding must be black"
+    assert torch.equal(test.subset(50, seed=1).labels, test.subset(50, seed=1).labels)
+
+
+def test_pad_to_centres_and_refuses_shrinking():
+    x = torch.ones(1, 1, 28, 28)
+    y = data.pad_to(x, 32)
+    assert y.shape[-1] == 32 and y[0, 0, 2:30, 2:30].eq(1).all() and y.sum() == 28 * 28
+    with pytest.raises(ValueError, match="size must be >= 28"):
+        data.pad_to(x, 20)
+
+
+def test_embed_places_each_object_at_its_position():
+    x = torch.arange(2 * 4, dtype=torch.float).reshape(2, 1, 2, 2) + 1
+    out = data.embed(x, 8, torch.tensor([0, 5]), torch.tensor([3, 6]))
+    assert torch.equal(out[0, 0, 0:2, 3:5], x[0, 0]) and torch.equal(out[1, 0, 5:7, 6:8], x[1, 0])
+    assert out.sum() == x.sum()
+    with pytest.raises(ValueError, match="0..6"):
+        data.embed(x, 8, torch.tensor([0, 7]), torch.tensor([0, 0]))
+
+
+def test_resize_keeps_range():
+    x = torch.rand(3, 1, 28, 28)
+    y = data.resize(x, 14)
+    assert y.shape == (3, 1, 14, 14) and y.min() >= 0 and y.max() <= 1

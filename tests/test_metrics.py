@@ -1,0 +1,200 @@
+"""Shift-invariance and equivariance metrics give the hand-computed answers on tiny models."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shiftlab import metrics, models, shifts
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one CPU thread is faster and leaves the other core alone."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _rand(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+class _BrightestColumnHalf(nn.Module):
+    """Predicts class 1 iff the brightest pixel lies in the right half of the image (columns >= W/2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))  # predict_logits reads the device from a parameter
+
+    def forward(self, x):
+        w = x.shape[-1]
+        col = x.flatten(1).argmax(1) % w
+        return F.one_hot((col >= w // 2).long(), 2).float()
+
+
+# --- consistency -------------------------------------------------------------------------------
+
+def test_consistency_invariant_model_is_one():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 5))
+    x = _rand(20, 3, 12, 12)
+    assert metrics.consistency(model, x, "roll", 3) == 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 5])
+def test_consistency_brightest_pixel_by_hand(seed):
+    n, h, w, m = 40, 10, 12, 4
+    g = torch.Generator().manual_seed(100)
+    rows = torch.randint(0, h, (n,), generator=g)
+    cols = torch.randint(0, w, (n,), generator=g)
+    x = torch.zeros(n, 1, h, w)
+    x[torch.arange(n), 0, rows, cols] = 1.0
+
+    g = torch.Generator().manual_seed(seed)
+    (_, adx), (_, bdx) = shifts.random_offsets(n, m, g), shifts.random_offsets(n, m, g)
+    side_a = (cols + adx) % w >= w // 2
+    side_b = (cols + bdx) % w >= w // 2
+    expected = (side_a == side_b).float().mean().item()
+    assert 0.0 < expected < 1.0  # the case really discriminates
+    assert metrics.consistency(_BrightestColumnHalf(), x, "roll", m, seed=seed) == pytest.approx(expected)
+
+
+def test_consistency_crop_brightest_pixel_by_hand():
+    n, h, w, m = 30, 12, 16, 3
+    g = torch.Generator().manual_seed(3)
+    cols = torch.randint(m, w - m, (n,), generator=g)  # the pixel never leaves the frame
+    x = torch.zeros(n, 1, h, w)
+    x[torch.arange(n), 0, h // 2, cols] = 1.0
+    g = torch.Generator().manual_seed(2)
+    (_, adx), (_, bdx) = shifts.random_offsets(n, m, g), shifts.random_offsets(n, m, g)
+    expected = (((cols + adx) >= w // 2) == ((cols + bdx) >= w // 2)).float().mean().item()
+    assert 0.0 < expected < 1.0
+    assert metrics.consistency(_BrightestColumnHalf(), x, "crop", m, seed=2) == pytest.approx(expected)
+
+
+# --- probability-change metrics and accuracy ------------------------------------------------
+
+PROBS_A = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1]])
+PROBS_B = torch.tensor([[0.6, 0.3, 0.1], [0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.4, 0.5, 0.1]])
+
+
+def test_p_top1_change_by_hand():
+    assert metrics.p_top1_change(PROBS_A, PROBS_B) == pytest.approx(0.5)
+    assert metrics.p_top1_change(PROBS_A, PROBS_A) == 0.0
+
+
+def test_mac_uses_top1_before_shift():
+    # k from PROBS_A: 0, 1, 2, 0 -> |diffs| 0.1, 0.4, 0.4, 0.1 (k from PROBS_B would give 0.3)
+    assert metrics.mean_absolute_change(PROBS_A, PROBS_B) == pytest.approx(0.25, abs=1e-6)
+    assert metrics.mean_absolute_change(PROBS_B, PROBS_A) == pytest.approx(0.3, abs=1e-6)
+    assert metrics.mean_absolute_change(PROBS_A, PROBS_A) == 0.0
+
+
+def test_accuracy_by_hand():
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 5.0], [0.0, 0.5, 0.2]])
+    assert metrics.accuracy(logits, torch.tensor([0, 2, 2, 1])) == pytest.approx(0.75)
+    assert metrics.accuracy(logits, torch.tensor([1, 0, 0, 0])) == 0.0
+
+
+# --- relative change and equivariance error ------------------------------------------------------
+
+def test_relative_change_by_hand():
+    a = torch.ones(2, 2)
+    assert metrics.relative_change(a, a + torch.tensor([[1.0, 0], [0, 0]])) == pytest.approx(0.5)
+    assert metrics.relative_change(torch.tensor([3.0, 4.0]), torch.tensor([0.0, 0.0])) == pytest.approx(1.0)
+
+
+_W = _rand(4, 3, 3, 3, seed=11)
+
+
+def _circ_conv(x, stride):
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="circular"), _W, stride=stride)
+
+
+def test_stride1_circular_conv_is_equivariant_everywhere():
+    x = _rand(2, 3, 8, 8)
+    errors = [metrics.equivariance_error(lambda t: _circ_conv(t, 1), x, dy, dx)
+              for dy, dx in metrics.shift_grid(8)]
+    assert max(errors) < 1e-5
+
+
+def test_stride2_circular_conv_equivariant_only_at_even_shifts():
+    x = _rand(2, 3, 8, 8, seed=1)
+    for dy, dx in metrics.shift_grid(4):
+        err = metrics.equivariance_error(lambda t: _circ_conv(t, 2), x, dy, dx)
+        if dy % 2 == 0 and dx % 2 == 0:
+            assert err < 1e-5, (dy, dx, err)
+        else:
+            assert err > 0.1, (dy, dx, err)
+
+
+# --- grids on a small circular-padded VGGLike ------------------------------------------------------
+
+SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def circ_net():
+    torch.manual_seed(0)
+    return models.build(models.ModelConfig(padding="circular", widths=(4, 8))).eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return _rand(6, 1, SIZE, SIZE, seed=4)
+
+
+@pytest.fixture(scope="module")
+def full_grid(circ_net, images):
+    return metrics.output_change_grid(circ_net, images, period=SIZE)
+
+
+def test_shift_grid_row_major():
+    assert metrics.shift_grid(2) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_output_change_zero_only_at_total_stride(circ_net, full_grid):
+    s = circ_net.cfg.total_stride
+    assert s == 4
+    change, flips = full_grid["logit_change"], full_grid["p_change"]
+    assert change.shape == flips.shape == (SIZE, SIZE)
+    assert change[0, 0] < 1e-5
+    for dy, dx in metrics.shift_grid(SIZE):
+        if dy % s == 0 and dx % s == 0:
+            assert change[dy, dx] < 1e-5 and flips[dy, dx] == 0, (dy, dx)
+        else:
+            assert change[dy, dx] > 1e-4, (dy, dx, change[dy, dx].item())
+
+
+def test_tile_periodic_by_hand():
+    grid = torch.arange(9.0).reshape(3, 3)
+    tiled = metrics.tile_periodic(grid, 7)
+    expected = torch.tensor([[3.0 * (i % 3) + (j % 3) for j in range(7)] for i in range(7)])
+    assert torch.equal(tiled, expected)
+
+
+def test_tile_periodic_reproduces_full_grid(circ_net, images, full_grid):
+    s = circ_net.cfg.total_stride
+    small = metrics.output_change_grid(circ_net, images, period=s)
+    for key in ("logit_change", "p_change"):
+        tiled = metrics.tile_periodic(small[key], SIZE)
+        torch.testing.assert_close(tiled, full_grid[key], rtol=0, atol=1e-5)
+
+
+def test_layer_strides(circ_net):
+    assert metrics.layer_strides(circ_net, SIZE) == {"s1.conv1": 1, "s1.max": 2, "s2.conv1": 2, "s2.max": 4}
+
+
+def test_feature_distance_zero_at_layer_stride(circ_net, images):
+    grids = metrics.feature_distance_grid(circ_net, images, period=SIZE)
+    strides = metrics.layer_strides(circ_net, SIZE)
+    assert list(grids) == circ_net.layer_names
+    for name, grid in grids.items():
+        s = strides[name]
+        assert grid.shape == (SIZE, SIZE)
+        for dy, dx in metrics.shift_grid(SIZE):
+            if dy % s == 0 and dx % s == 0:
+                assert grid[dy, dx] < 1e-5, (name, dy, dx, grid[dy, dx].item())
+        if s > 1:
+            assert grid[1, 1] > 1e-4, (name, grid[1, 1].item())

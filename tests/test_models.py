@@ -1,0 +1,98 @@
+"""VGGLike networks build for every downsampling kind and padding, and keep their stated periodicity."""
+import pytest
+import torch
+
+from shiftlab import models, shifts
+
+WIDTHS = (4, 8, 8)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one CPU thread is faster and leaves the other core alone."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _rand(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _build(seed=0, **kw):
+    torch.manual_seed(seed)
+    return models.build(models.ModelConfig(**kw)).eval()
+
+
+@pytest.mark.parametrize("padding", models.PADDING_MODES)
+@pytest.mark.parametrize("downsample", models.DOWNSAMPLE_KINDS)
+def test_builds_and_shapes(downsample, padding):
+    cfg = models.ModelConfig(downsample=downsample, filt_size=3, padding=padding, widths=WIDTHS)
+    torch.manual_seed(0)
+    model = models.build(cfg).eval()
+    x = _rand(2, 1, 32, 32)
+    with torch.no_grad():
+        logits = model(x)
+        feats = model.forward_features(x)
+    assert logits.shape == (2, 10)
+    assert torch.isfinite(logits).all()
+    s = cfg.total_stride
+    assert s == 2 ** len(WIDTHS) == 8
+    assert [name for name, _ in feats] == model.layer_names
+    assert len(set(model.layer_names)) == len(model.layer_names)
+    assert feats[-1][1].shape == (2, WIDTHS[-1], 32 // s, 32 // s)
+
+
+@pytest.mark.parametrize("widths", [(4,), (4, 8), (2, 2, 2, 2)])
+def test_total_stride_is_two_to_stages(widths):
+    cfg = models.ModelConfig(widths=widths)
+    model = models.build(cfg).eval()
+    with torch.no_grad():
+        last = model.forward_features(torch.zeros(1, 1, 32, 32))[-1][1]
+    assert cfg.total_stride == 2 ** len(widths) == 32 // last.shape[-1]
+
+
+@pytest.mark.parametrize("kw, fragment", [
+    ({"downsample": "stride"}, "max, maxblur, strided, convblur, avg, blur"),
+    ({"filt_size": 9}, "1..7"),
+    ({"padding": "bogus"}, "zeros, circular, reflect"),
+    ({"widths": ()}, "one or more positive integers"),
+])
+def test_invalid_config_names_choices(kw, fragment):
+    with pytest.raises(ValueError) as err:
+        models.ModelConfig(**kw)
+    message = str(err.value)
+    assert fragment in message and next(iter(kw)) in message
+
+
+@pytest.mark.parametrize("padding", models.PADDING_MODES)
+def test_maxblur_size1_equals_max(padding):
+    maxnet = _build(downsample="max", filt_size=1, padding=padding, widths=WIDTHS)
+    blurnet = _build(seed=1, downsample="maxblur", filt_size=1, padding=padding, widths=WIDTHS)
+    assert maxnet.state_dict().keys() == blurnet.state_dict().keys()
+    x = _rand(3, 1, 32, 32)
+    with torch.no_grad():
+        before = blurnet(x)
+        blurnet.load_state_dict(maxnet.state_dict())
+        after, reference = blurnet(x), maxnet(x)
+        feats, ref_feats = blurnet.forward_features(x), maxnet.forward_features(x)
+    assert not torch.allclose(before, reference)  # the weights really were different
+    for (name, f), (ref_name, r) in zip(feats, ref_feats):
+        assert name.split(".")[0] == ref_name.split(".")[0]
+        assert torch.equal(f, r), name  # every feature map is bit-identical
+    # the last map is a strided view (x[:, :, ::2, ::2]), so the global mean may sum in another order
+    torch.testing.assert_close(after, reference, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("downsample", models.DOWNSAMPLE_KINDS)
+def test_circular_logits_invariant_at_total_stride(downsample):
+    model = _build(downsample=downsample, filt_size=3, padding="circular", widths=WIDTHS)
+    s = model.cfg.total_stride
+    x = _rand(3, 1, 32, 32, seed=2)
+    with torch.no_grad():
+        ref = model(x)
+        for dy, dx in [(s, 0), (0, s), (2 * s, -s), (3 * s, 3 * s)]:
+            torch.testing.assert_close(model(shifts.roll(x, dy, dx)), ref, rtol=0, atol=1e-5)
+        # a one-pixel shift is not a multiple of the stride: the logits do move
+        assert (model(shifts.roll(x, 1, 1)) - ref).abs().max() > 1e-4

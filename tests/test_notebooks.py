@@ -1,0 +1,85 @@
+"""Notebook hygiene, the papermill driver's errors, and a smoke run of every notebook."""
+import json
+import subprocess
+import sys
+
+import nbformat
+import papermill as pm
+import pytest
+
+from shiftlab import params, results
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _driver(*args):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), *args],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_outputs_stripped_and_one_parameters_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert not any(c.outputs or c.execution_count for c in code), "outputs must be stripped"
+    assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
+    assert nb.metadata["kernelspec"]["name"] == "shiftlab"
+
+
+@pytest.mark.parametrize("profile", ["smoke", "book"])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_profile_keys_exist_in_parameters_cell(path, profile):
+    declared = set(pm.inspect_notebook(str(path)))
+    given = set(params.notebook_parameters(params.load_profile(profile, ROOT / "params"), path.stem))
+    injected = {"results_dir", "fig_dir", "cache_dir"}
+    assert given | injected <= declared, f"not in the parameters cell: {sorted(given | injected - declared)}"
+
+
+def test_driver_rejects_unknown_parameter_before_running():
+    proc = _driver("--profile", "smoke", "--only", "00_background", "-p", "n_evl=5", "--out", "/nonexistent/x")
+    assert proc.returncode == 2
+    assert "unknown parameter 'n_evl'" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_driver_rejects_invalid_value_and_unknown_notebook():
+    proc = _driver("--profile", "smoke", "-p", "n_eval=-3")
+    assert proc.returncode == 2 and "n_eval=-3 is invalid; valid: an integer >= 1" in proc.stderr
+    proc = _driver("--profile", "smoke", "--only", "99_nothing")
+    assert proc.returncode != 0 and "valid: 00_background" in proc.stderr
+
+
+def test_smoke_run_hides_injected_cells_and_has_no_errors(smoke_run):
+    for path in NOTEBOOKS:
+        nb = nbformat.read(smoke_run / "book" / "executed" / path.name, as_version=4)
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert injected and all("remove-cell" in c.metadata["tags"] for c in injected)
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+        assert not errors
+        images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+        assert len(images) >= 5, "every section has a figure"
+
+
+def test_background_results_hold_the_claims(smoke_run):
+    doc = results.load(smoke_run / "results" / "smoke" / "00_background.json")
+    m = doc["metrics"]
+    assert doc["profile"] == "smoke" and doc["params"]["n_train"] == 5000
+    assert m["conv_equivariance_max_error"]["circular"] < 1e-5 < 1e-3 < m["conv_equivariance_max_error"]["zeros"]
+    assert m["head_max_change"]["global average pool + linear"] < 1e-5 < 0.1 < m["head_max_change"]["flatten + fully connected"]
+    assert m["maxpool_change_at_1px"]["32"] < 1e-6 < m["maxpool_change_at_1px"]["8"] < m["maxpool_change_at_1px"]["2"]
+    errs = m["strided_1d_error"]
+    for stride, by_shift in errs.items():
+        for shift, err in by_shift.items():
+            assert (err < 1e-5) == (int(shift) % int(stride) == 0), (stride, shift, err)
+    net = m["network"]
+    assert net["total_stride"] == 8 and net["invariant_exactly_on_lattice"]
+    assert net["fraction_invariant_shifts"] == pytest.approx(1 / 64)
+    assert net["periodicity_max_deviation"] < 1e-5 and net["mean_logit_change_off_lattice"] > 1e-3
+    for name, row in m["trained"].items():
+        assert 0.5 < row["accuracy"] <= 1 and 0 < row["consistency (crop)"] <= 1, name
+    assert json.loads((smoke_run / "results" / "smoke" / "00_background.json").read_text())["timings"]["notebook_seconds"] > 0
+    assert (smoke_run / "results" / "smoke" / "figures" / "background_network_shift_grid.png").stat().st_size > 10_000

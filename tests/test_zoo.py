@@ -1,0 +1,64 @@
+"""The model cache: trained once, reused, and never loaded when truncated, corrupt or foreign."""
+import pytest
+import torch
+
+from shiftlab import zoo
+
+SMALL = dict(n_train=256, epochs=1, seed=0)
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.state_dict().values() if p.is_floating_point()])
+
+
+def test_trains_once_then_loads(tmp_path):
+    first, info1 = zoo.get("baseline", cache_dir=tmp_path, progress=False, **SMALL)
+    second, info2 = zoo.get("baseline", cache_dir=tmp_path, progress=False, **SMALL)
+    assert not info1["cached"] and info2["cached"] and info1["path"] == info2["path"]
+    assert torch.equal(_weights(first), _weights(second))
+    assert [p.name for p in tmp_path.iterdir()] == [f"baseline-{zoo.cache_key(info1['config'])}.pt"]
+
+
+def test_training_is_deterministic(tmp_path):
+    a, _ = zoo.get("baseline", cache_dir=tmp_path / "a", progress=False, **SMALL)
+    b, _ = zoo.get("baseline", cache_dir=tmp_path / "b", progress=False, **SMALL)
+    assert torch.equal(_weights(a), _weights(b))
+
+
+def test_key_depends_on_every_part_of_the_config():
+    base = zoo.full_config("baseline", **SMALL)
+    keys = {zoo.cache_key(base), zoo.cache_key(zoo.full_config("baseline", n_train=257, epochs=1, seed=0)),
+            zoo.cache_key(zoo.full_config("baseline", n_train=256, epochs=2, seed=0)),
+            zoo.cache_key(zoo.full_config("baseline", n_train=256, epochs=1, seed=1)),
+            zoo.cache_key(zoo.full_config("baseline_aug", **SMALL)),
+            zoo.cache_key({**base, "version": "0.0.0"})}
+    assert len(keys) == 6
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_checkpoint_is_retrained_with_a_warning(tmp_path, damage):
+    _, info = zoo.get("baseline", cache_dir=tmp_path, progress=False, **SMALL)
+    path = tmp_path / info["path"].rsplit("/", 1)[-1]
+    blob = bytearray(path.read_bytes())
+    if damage == "truncate":
+        blob = blob[: len(blob) // 2]
+    else:
+        middle = len(blob) // 2
+        blob[middle:middle + 8] = bytes(b ^ 0xFF for b in blob[middle:middle + 8])
+    path.write_bytes(bytes(blob))
+    with pytest.warns(UserWarning, match="retraining baseline"):
+        _, again = zoo.get("baseline", cache_dir=tmp_path, progress=False, **SMALL)
+    assert not again["cached"]
+    _, third = zoo.get("baseline", cache_dir=tmp_path, progress=False, **SMALL)
+    assert third["cached"]
+
+
+def test_checkpoint_for_another_config_is_refused(tmp_path):
+    model, info = zoo.get("baseline", cache_dir=tmp_path, progress=False, **SMALL)
+    with pytest.raises(zoo.CacheError, match="another configuration"):
+        zoo.load_checkpoint(info["path"], {**info["config"], "version": "0.0.0"})
+
+
+def test_unknown_entry_lists_valid_names():
+    with pytest.raises(KeyError, match="valid: baseline, baseline_aug"):
+        zoo.full_config("resnet", **SMALL)
