@@ -19,12 +19,11 @@ def set_style() -> None:
                                 "axes.titlesize": 11, "axes.titleweight": "bold", "image.cmap": "viridis"})
 
 
-def savefig(fig: plt.Figure, name: str, fig_dir: str | Path) -> Path:
+def savefig(fig: plt.Figure, name: str, fig_dir: str | Path) -> None:
     """Save fig as <fig_dir>/<name>.png (the notebook shows it inline as well)."""
     path = Path(fig_dir) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    return path
 
 
 def legend_outside(ax: plt.Axes) -> None:
