@@ -30,3 +30,14 @@ def smoke_run(tmp_path_factory) -> Path:
     )
     assert proc.returncode == 0, f"smoke run failed:\n{proc.stdout}\n{proc.stderr}"
     return tree
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Unit tests use tiny tensors: one CPU thread is faster and leaves the other core alone."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

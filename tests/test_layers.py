@@ -11,15 +11,6 @@ from shiftlab import layers, shifts
 SIZES = range(1, 8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one CPU thread is faster and leaves the other core alone."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _rand(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
@@ -135,3 +126,57 @@ def test_blurpool_circular_equivariant(m, ky, kx):
     blur = layers.BlurPool(3, m, pad_mode="circular")
     torch.testing.assert_close(blur(shifts.roll(x, 2 * ky, 2 * kx)), shifts.roll(blur(x), ky, kx),
                                rtol=0, atol=1e-6)
+
+
+# --- filter names, frequency responses and aliased energy -----------------------------------------
+
+def test_filter_names_follow_the_paper():
+    names = [layers.filter_name(m) for m in SIZES]
+    assert names == ["Delta-1", "Rect-2", "Tri-3", "Tri-4", "Bin-5", "Bin-6", "Bin-7"]
+    with pytest.raises(ValueError, match=r"1\.\.7"):
+        layers.filter_name(8)
+
+
+def test_frequency_response_delta_is_flat_and_rect_is_cosine():
+    omega, flat = layers.frequency_response(1, n=65)
+    assert omega[0] == 0 and omega[-1] == pytest.approx(math.pi) and len(omega) == 65
+    torch.testing.assert_close(flat, torch.ones(65, dtype=torch.float64), rtol=0, atol=1e-12)
+    omega, rect = layers.frequency_response(2, n=65)
+    torch.testing.assert_close(rect, torch.cos(omega / 2).abs(), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("m", SIZES)
+def test_frequency_response_is_binomial_cosine_power(m):
+    omega, response = layers.frequency_response(m, n=101)
+    torch.testing.assert_close(response, torch.cos(omega / 2).abs() ** (m - 1), rtol=0, atol=1e-7)
+    assert response[0] == pytest.approx(1.0, abs=1e-7)
+
+
+def test_aliased_energy_fraction_by_hand():
+    assert layers.aliased_energy_fraction(1) == pytest.approx(0.5, abs=1e-12)
+    # |cos(w/2)|^2 = (1 + cos w) / 2: (pi/4 - 1/2) / (pi/2) above pi/2
+    assert layers.aliased_energy_fraction(2) == pytest.approx(0.5 - 1 / math.pi, abs=1e-7)
+
+
+def test_aliased_energy_fraction_decreases_strictly_with_size():
+    fractions = [layers.aliased_energy_fraction(m) for m in SIZES]
+    assert all(a > b > 0 for a, b in zip(fractions, fractions[1:]))
+
+
+@pytest.mark.parametrize("m", SIZES)
+def test_aliased_energy_fraction_matches_numerical_integral(m):
+    omega, response = layers.frequency_response(m, n=4097)
+    energy = response ** 2
+    upper = omega >= math.pi / 2
+    numeric = torch.trapezoid(energy[upper], omega[upper]) / torch.trapezoid(energy, omega)
+    assert layers.aliased_energy_fraction(m) == pytest.approx(numeric.item(), abs=1e-6)
+
+
+def test_convblur_strided_equivalent_shares_weights():
+    block = layers.ConvBlurPool(3, 5, filt_size=1, conv_padding="circular").eval()
+    strided = block.strided_equivalent().eval()
+    assert strided[0].weight is block[0].weight and strided[1] is block[1]
+    assert strided[0].stride == (2, 2) and strided[0].padding_mode == "circular"
+    x = _rand(2, 3, 10, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), strided(x), rtol=0, atol=1e-6)

@@ -7,15 +7,6 @@ from torch import nn
 from shiftlab import metrics, models, shifts
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one CPU thread is faster and leaves the other core alone."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _rand(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
@@ -198,3 +189,53 @@ def test_feature_distance_zero_at_layer_stride(circ_net, images):
                 assert grid[dy, dx] < 1e-5, (name, dy, dx, grid[dy, dx].item())
         if s > 1:
             assert grid[1, 1] > 1e-4, (name, grid[1, 1].item())
+
+
+# --- aliased energy fraction of an image spectrum --------------------------------------------------
+
+def _cosine_image(n: int, cycles_y: int, cycles_x: int) -> torch.Tensor:
+    """cos(2π (ky i + kx j) / n) on an n x n grid, shape (1, 1, n, n)."""
+    i = torch.arange(n, dtype=torch.float64)
+    return torch.cos(2 * torch.pi * (cycles_y * i[:, None] + cycles_x * i[None, :]) / n)[None, None]
+
+
+def test_aliased_fraction_of_pure_cosines():
+    n = 32  # new Nyquist after stride 2: 8 cycles per 32 px
+    assert metrics.aliased_fraction(_cosine_image(n, 0, 7)).item() == pytest.approx(0.0, abs=1e-6)
+    assert metrics.aliased_fraction(_cosine_image(n, 0, 8)).item() == pytest.approx(0.0, abs=1e-6)
+    assert metrics.aliased_fraction(_cosine_image(n, 0, 9)).item() == pytest.approx(1.0, abs=1e-6)
+    assert metrics.aliased_fraction(_cosine_image(n, 12, 2)).item() == pytest.approx(1.0, abs=1e-6)
+    assert metrics.aliased_fraction(_cosine_image(n, 0, 7), stride=4).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_aliased_fraction_mix_ignores_constant_and_sums_channels():
+    low, high = _cosine_image(32, 3, 0), _cosine_image(32, 0, 12)
+    x = torch.cat([5.0 + low + 2 * high, low], dim=1)  # energies: low 1 + 1, high 4
+    assert metrics.aliased_fraction(x).item() == pytest.approx(4 / 6, abs=1e-6)
+    assert metrics.aliased_fraction(torch.full((2, 1, 8, 8), 3.0)).tolist() == [0.0, 0.0]
+
+
+def test_aliased_fraction_of_blurred_noise_matches_filter_response():
+    """White noise through a aᵀ: per axis the in-band share g of Σ_k |A(2πk/n)|², aliased fraction 1 - g²."""
+    from shiftlab import layers
+    n = 64
+    x = _rand(32, 1, n, n, seed=7)
+    for m in (1, 2, 3, 5):
+        _, response = layers.frequency_response(m, n=n // 2 + 1)  # the DFT bins 2πk/n, k = 0..n/2
+        energy = response ** 2
+        per_bin = torch.cat([energy, energy[1:-1]])  # k and -k, k = 1..n/2-1
+        g = (energy[0] + 2 * energy[1:n // 4 + 1].sum()) / per_bin.sum()
+        blurred = layers.BlurPool(1, m, stride=1, pad_mode="circular")(x)
+        assert metrics.aliased_fraction(blurred).mean().item() == pytest.approx(1 - g.item() ** 2, abs=0.01)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4, 8])
+def test_upsampled_shift_distance_equals_brute_force_upsampling(stride):
+    """The small-map formula equals upsampling both maps to the input size and rolling there."""
+    g = torch.Generator().manual_seed(stride)
+    f, ref = torch.rand(3, 5, 32 // stride, 32 // stride, generator=g), torch.rand(3, 5, 32 // stride, 32 // stride, generator=g)
+    up = lambda t: t.repeat_interleave(stride, -2).repeat_interleave(stride, -1)
+    for dy, dx in [(0, 0), (1, 0), (0, 3), (5, 7), (13, 2), (31, 30)]:
+        brute = 1 - F.cosine_similarity(up(f).flatten(1), torch.roll(up(ref), (dy, dx), (-2, -1)).flatten(1), dim=1)
+        fast = metrics.upsampled_shift_distance(f, ref, stride, dy, dx)
+        assert torch.allclose(fast, brute.clamp_min(0), atol=1e-6), (stride, dy, dx)

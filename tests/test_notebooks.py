@@ -61,7 +61,7 @@ def test_smoke_run_hides_injected_cells_and_has_no_errors(smoke_run):
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
         assert not errors
         images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
-        assert len(images) >= 5, "every section has a figure"
+        assert len(images) >= 2, f"{path.stem}: a chapter shows its results in figures"
 
 
 def test_background_results_hold_the_claims(smoke_run):

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .results import atomic_write_bytes
+from .runtime import project_root
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = (
@@ -59,8 +60,8 @@ class Split:
 
 
 def data_root() -> Path:
-    """The torchvision dataset root: $SHIFTLAB_DATA, else data/ in the working directory."""
-    return Path(os.environ.get("SHIFTLAB_DATA", "data")).resolve()
+    """The torchvision dataset root: $SHIFTLAB_DATA, else data/ in the project root."""
+    return Path(os.environ.get("SHIFTLAB_DATA") or project_root() / "data").resolve()
 
 
 def _raw_dir(root: Path) -> Path:

@@ -15,6 +15,7 @@ from torch import nn
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
 FILTER_SIZES = tuple(range(1, 8))
+FILTER_NAMES = {1: "Delta-1", 2: "Rect-2", 3: "Tri-3", 4: "Tri-4", 5: "Bin-5", 6: "Bin-6", 7: "Bin-7"}
 
 
 def _check_pad_mode(pad_mode: str) -> str:
@@ -30,12 +31,38 @@ def pad2d(x: torch.Tensor, pads: tuple[int, int, int, int], mode: str) -> torch.
     return F.pad(x, pads, mode="constant" if _check_pad_mode(mode) == "zeros" else mode)
 
 
-def binomial_filter(size: int) -> torch.Tensor:
-    """1-D binomial taps a_k = C(size-1, k) / 2^(size-1), k = 0..size-1 (sum 1)."""
+def _check_size(size: int) -> int:
     if size not in FILTER_SIZES:
         raise ValueError(f"filt_size={size} is invalid; valid: {FILTER_SIZES[0]}..{FILTER_SIZES[-1]}")
+    return size
+
+
+def filter_name(size: int) -> str:
+    """The paper's name of the binomial filter of that size: Delta-1, Rect-2, Tri-3, Tri-4, Bin-5..Bin-7."""
+    return FILTER_NAMES[_check_size(size)]
+
+
+def binomial_filter(size: int) -> torch.Tensor:
+    """1-D binomial taps a_k = C(size-1, k) / 2^(size-1), k = 0..size-1 (sum 1)."""
+    _check_size(size)
     taps = torch.tensor([math.comb(size - 1, k) for k in range(size)], dtype=torch.float64)
     return (taps / taps.sum()).float()
+
+
+def frequency_response(size: int, n: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """n frequencies ω on [0, π] and |A(ω)| = |Σ_k a_k e^{-iωk}| of the binomial filter (= |cos(ω/2)|^(size-1))."""
+    omega = torch.linspace(0.0, math.pi, n, dtype=torch.float64)
+    k = torch.arange(size, dtype=torch.float64)
+    taps = binomial_filter(size).to(torch.complex128)
+    return omega, (torch.exp(-1j * omega[:, None] * k[None, :]) @ taps).abs()
+
+
+def aliased_energy_fraction(size: int) -> float:
+    """∫_{π/2}^π |A|² dω / ∫_0^π |A|² dω = 1/2 − 2/(π r_0) Σ_{d≥1} r_d sin(πd/2)/d exactly, r_d = Σ_k a_k a_{k+d}."""
+    a = binomial_filter(size).double()
+    r = [(a[: size - d] * a[d:]).sum().item() for d in range(size)]
+    folded = sum(r[d] * math.sin(math.pi * d / 2) / d for d in range(1, size))
+    return 0.5 - 2.0 * folded / (math.pi * r[0])
 
 
 def binomial_filter_2d(size: int) -> torch.Tensor:
@@ -102,3 +129,11 @@ class ConvBlurPool(nn.Sequential):
             nn.ReLU(inplace=True),
             BlurPool(out_channels, filt_size, stride, pad_mode),
         )
+
+    def strided_equivalent(self) -> nn.Sequential:
+        """ReLU . BN . Conv_{k,s} sharing this block's conv weights and batch norm (equal to it when filt_size = 1)."""
+        conv, bn, blur = self[0], self[1], self[3]
+        strided = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=blur.stride,
+                            padding=conv.padding, padding_mode=conv.padding_mode, bias=False)
+        strided.weight = conv.weight
+        return nn.Sequential(strided, bn, nn.ReLU())

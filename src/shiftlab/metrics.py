@@ -60,6 +60,32 @@ def consistency(model: nn.Module, x: torch.Tensor, kind: str = "roll", max_shift
     return (pred_a == pred_b).float().mean().item()
 
 
+@torch.no_grad()
+def diagonal_path_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_shift: int,
+                          kind: str = "roll", batch_size: int = 1000) -> dict[str, torch.Tensor]:
+    """For d = 0..max_shift: f_y(shift_{(d,d)} x), the probability of the true class, and the prediction.
+    Returns (N, max_shift + 1) tensors 'p_true' and 'pred' (Zhang's diagonal-shift curves)."""
+    p_true, pred = [], []
+    for d in range(max_shift + 1):
+        probs = predict_logits(model, sh.shift(x, d, d, kind), batch_size).softmax(1)
+        p_true.append(probs.gather(1, y[:, None]).squeeze(1))
+        pred.append(probs.argmax(1))
+    return {"p_true": torch.stack(p_true, 1), "pred": torch.stack(pred, 1)}
+
+
+def flip_rate(preds: torch.Tensor) -> float:
+    """Frame-to-frame flip rate of (N, J) predictions along sequences: mean 1[y_j != y_(j-1)], j = 2..J."""
+    return (preds[:, 1:] != preds[:, :-1]).float().mean().item()
+
+
+@torch.no_grad()
+def sequence_predictions(model: nn.Module, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
+                         kind: str = "crop", batch_size: int = 1000) -> torch.Tensor:
+    """Predictions (N, J) on the frames shift(x, dy[:, j], dx[:, j]) of one sequence per image."""
+    return torch.stack([predict_logits(model, sh.shift(x, dy[:, j], dx[:, j], kind), batch_size).argmax(1)
+                        for j in range(dy.shape[1])], 1)
+
+
 def shift_grid(period: int) -> list[tuple[int, int]]:
     """All shifts (dy, dx) in {0..period-1}^2, row-major."""
     return [(dy, dx) for dy in range(period) for dx in range(period)]
@@ -86,13 +112,19 @@ def tile_periodic(grid: torch.Tensor, size: int) -> torch.Tensor:
     return grid.repeat(reps, reps)[:size, :size]
 
 
-def _upsample_to(f: torch.Tensor, size: int) -> torch.Tensor:
-    """Nearest-neighbour upsampling of a feature map to the input resolution (repeat each cell s x s)."""
-    return f if f.shape[-1] == size else F.interpolate(f, size=(size, size), mode="nearest")
-
-
-def _cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (1 - F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1, eps=1e-12)).clamp_min(0.0)
+def upsampled_shift_distance(f: torch.Tensor, ref: torch.Tensor, stride: int, dy: int, dx: int) -> torch.Tensor:
+    """Per image 1 - cos(U f, roll(U ref, (dy, dx))), U = nearest upsampling by `stride` (each cell
+    repeated stride x stride), computed on the small maps: with d = s q + r per axis, roll(U ref, d) is
+    U roll(ref, q) moved by r < s, so each cell of f meets 4 rolled neighbours with weights (s-r) and r."""
+    s = stride
+    (qy, ry), (qx, rx) = divmod(dy, s), divmod(dx, s)
+    r0 = torch.roll(ref, (qy, qx), dims=(-2, -1))
+    r_x, r_y = torch.roll(r0, 1, dims=-1), torch.roll(r0, 1, dims=-2)
+    r_xy = torch.roll(r_y, 1, dims=-1)
+    mixed = ((s - ry) * (s - rx) * r0 + (s - ry) * rx * r_x + ry * (s - rx) * r_y + ry * rx * r_xy)
+    dot = (f * mixed).flatten(1).sum(1)
+    norms = (s * s) * f.flatten(1).norm(dim=1) * ref.flatten(1).norm(dim=1)
+    return (1 - dot / norms.clamp_min(1e-12)).clamp_min(0.0)
 
 
 @torch.no_grad()
@@ -104,12 +136,12 @@ def feature_distance_grid(model: nn.Module, x: torch.Tensor, period: int) -> dic
     device = next(model.parameters()).device
     size = x.shape[-1]
     x = x.to(device)
-    ref = [(name, _upsample_to(f, size)) for name, f in model.forward_features(x)]
+    ref = model.forward_features(x)
     grids = {name: torch.zeros(period, period) for name, _ in ref}
     for dy, dx in shift_grid(period):
         moved = model.forward_features(sh.roll(x, dy, dx))
         for (name, r), (_, f) in zip(ref, moved):
-            d = _cosine_distance(_upsample_to(f, size), sh.roll(r, dy, dx))
+            d = upsampled_shift_distance(f, r, size // f.shape[-1], dy, dx)
             grids[name][dy, dx] = d.mean().item()
     return grids
 
@@ -121,3 +153,18 @@ def layer_strides(model: nn.Module, size: int) -> dict[str, int]:
         model.eval()
         feats = model.forward_features(torch.zeros(1, model.cfg.in_channels, size, size, device=device))
     return {name: size // f.shape[-1] for name, f in feats}
+
+
+def _folds(n: int, stride: int) -> torch.Tensor:
+    """DFT bins k = 0..n-1 whose frequency 2π|k|/n (|k| = min(k, n-k)) lies above the new Nyquist π/stride."""
+    k = torch.arange(n)
+    return 2 * stride * torch.minimum(k, n - k) > n
+
+
+def aliased_fraction(x: torch.Tensor, stride: int = 2) -> torch.Tensor:
+    """Per image Σ_{max(|ω_y|,|ω_x|) > π/s} |X̂|² / Σ_{ω≠0} |X̂|² (2-D DFT, channels summed): energy x[::s, ::s] folds."""
+    h, w = x.shape[-2:]
+    power = torch.fft.fft2(x.double()).abs().square().sum(-3)
+    above = _folds(h, stride)[:, None] | _folds(w, stride)[None, :]
+    total = power.sum((-2, -1)) - power[..., 0, 0]
+    return ((power * above).sum((-2, -1)) / total.clamp_min(1e-300)).float()

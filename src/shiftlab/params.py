@@ -14,7 +14,7 @@ from typing import Any, Callable
 import yaml
 
 from .data import DATASETS
-from .runtime import DEVICES
+from .runtime import DEVICES, project_root
 
 PROFILES = ("smoke", "book")
 
@@ -43,6 +43,12 @@ def _text() -> Rule:
     return Rule(lambda v: isinstance(v, str) and v != "", "a non-empty string (a path)")
 
 
+def _filter_sizes() -> Rule:
+    return Rule(lambda v: isinstance(v, list) and len(v) > 0 and len(set(v)) == len(v)
+                and all(isinstance(m, int) and m in range(1, 8) for m in v),
+                "a non-empty list of distinct filter sizes in 1..7, e.g. [1, 2, 3, 5]")
+
+
 RULES: dict[str, Rule] = {
     "profile": _one_of(PROFILES),
     "seed": _int_at_least(0),
@@ -56,7 +62,11 @@ RULES: dict[str, Rule] = {
     "n_eval": _int_at_least(1),
     "epochs": _int_at_least(1),
     "max_shift": _int_at_least(0),
-    "filt_size": Rule(lambda v: v in range(1, 8), "1..7"),
+    "filt_size": Rule(lambda v: isinstance(v, int) and v in range(1, 8), "1..7"),
+    "filter_sizes": _filter_sizes(),
+    "n_seeds": _int_at_least(1),
+    "n_sequences": _int_at_least(1),
+    "n_frames": _int_at_least(2),
 }
 
 
@@ -71,8 +81,13 @@ def validate(**values: Any) -> SimpleNamespace:
 
 
 def collect(namespace: dict[str, Any]) -> SimpleNamespace:
-    """Validate every parameter defined in a notebook's namespace (pass ``globals()``)."""
-    return validate(**{k: v for k, v in namespace.items() if k in RULES})
+    """Validate every parameter defined in a notebook's namespace (pass ``globals()``); relative
+    *_dir paths are resolved from the project root, so a notebook runs the same from any folder."""
+    cfg = validate(**{k: v for k, v in namespace.items() if k in RULES})
+    for key, value in vars(cfg).items():
+        if key.endswith("_dir"):
+            setattr(cfg, key, str(project_root() / value))
+    return cfg
 
 
 def load_profile(name_or_path: str | Path, params_dir: str | Path = "params") -> dict:

@@ -45,3 +45,15 @@ def heatmap(ax: plt.Axes, grid, title: str, label: str, vmin: float | None = 0.0
         ax.set_xticks(ticks)
         ax.set_yticks(np.arange(0, grid.shape[0], period))
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=label)
+
+
+def image_row(axes, images, titles, vmin: float = 0.0, vmax: float = 1.0) -> None:
+    """Grayscale images side by side on one pixel scale [vmin, vmax], no ticks, a title and the size in px each."""
+    for ax, image, title in zip(axes, images, titles, strict=True):
+        image = np.asarray(image)
+        ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_title(title)
+        ax.set_xlabel(f"{image.shape[1]} × {image.shape[0]} px")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)

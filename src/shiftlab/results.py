@@ -11,7 +11,10 @@ import os
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from . import __version__
+from .runtime import project_root
 
 SCHEMA_KEYS = ("notebook", "profile", "params", "version", "metrics", "timings")
 
@@ -72,3 +75,12 @@ def load(path: str | Path) -> dict:
     if missing:
         raise ValueError(f"{path} lacks the results keys {missing}; expected {list(SCHEMA_KEYS)}")
     return doc
+
+
+def reference_numbers(key: str, path: str | Path | None = None) -> dict:
+    """One cited block of published numbers from book/reference_numbers.yaml."""
+    path = Path(path) if path else project_root() / "book" / "reference_numbers.yaml"
+    doc = yaml.safe_load(path.read_text())
+    if key not in doc:
+        raise KeyError(f"no block {key!r} in {path}; valid: {', '.join(doc)}")
+    return doc[key]

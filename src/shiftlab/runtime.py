@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,3 +34,17 @@ def seed_everything(seed: int) -> None:
 def set_threads(n: int | None = None) -> None:
     """Use n CPU threads for torch (default: every core this process may use)."""
     torch.set_num_threads(n or len(os.sched_getaffinity(0)))
+
+
+def _is_project(folder: Path) -> bool:
+    return (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir()
+
+
+def project_root() -> Path:
+    """The checkout this package belongs to (editable install), else the nearest one above the
+    working directory, else the working directory: relative paths in notebooks resolve from here."""
+    here = Path(__file__).resolve().parents[2]
+    if _is_project(here):
+        return here
+    cwd = Path.cwd().resolve()
+    return next((p for p in (cwd, *cwd.parents) if _is_project(p)), cwd)

@@ -29,6 +29,8 @@ def _gather(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Te
 
 def roll(x: torch.Tensor, dy: int | torch.Tensor, dx: int | torch.Tensor) -> torch.Tensor:
     """Circular shift of (N, C, H, W) images by (dy, dx) pixels, one offset per image or one for all."""
+    if isinstance(dy, int) and isinstance(dx, int):
+        return torch.roll(x, (dy, dx), dims=(-2, -1))
     n, _, h, w = x.shape
     rows = _source_index(h, _per_image(dy, n)) % h
     cols = _source_index(w, _per_image(dx, n)) % w
@@ -64,6 +66,16 @@ def random_offsets(n: int, max_shift: int, generator: torch.Generator) -> tuple[
     dy = torch.randint(-max_shift, max_shift + 1, (n,), generator=generator)
     dx = torch.randint(-max_shift, max_shift + 1, (n,), generator=generator)
     return dy, dx
+
+
+def random_walk(n: int, frames: int, limit: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Offsets (N, frames) of a lazy random walk from (0, 0): each frame moves by a step in {-1, 0, 1}^2,
+    clamped to [-limit, limit]; small random moves, like a hand-held camera."""
+    steps = torch.randint(-1, 2, (2, n, frames - 1), generator=generator)
+    walk = torch.zeros(2, n, frames, dtype=torch.long)
+    for j in range(1, frames):
+        walk[:, :, j] = (walk[:, :, j - 1] + steps[:, :, j - 1]).clamp(-limit, limit)
+    return walk[0], walk[1]
 
 
 def diagonal_path(x: torch.Tensor, max_shift: int, kind: str = "roll") -> torch.Tensor:

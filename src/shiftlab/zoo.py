@@ -34,12 +34,26 @@ class Entry:
     description: str = ""
 
 
-ENTRIES: dict[str, Entry] = {
-    "baseline": Entry(ModelConfig(downsample="max", padding="circular"),
-                      description="MaxPool, circular padding, widths 16-32-64, no augmentation"),
-    "baseline_aug": Entry(ModelConfig(downsample="max", padding="circular"), augment="roll",
-                          description="MaxPool, circular padding, random circular shifts of up to 4 px"),
-}
+def _registry() -> dict[str, Entry]:
+    """baseline (MaxPool = MaxBlurPool with filter 1), maxblur2..maxblur7, each also with an _aug twin."""
+    entries = {}
+    for m in range(1, 8):
+        name = "baseline" if m == 1 else f"maxblur{m}"
+        model = ModelConfig(downsample="max" if m == 1 else "maxblur", filt_size=m, padding="circular")
+        what = "MaxPool" if m == 1 else f"MaxBlurPool (binomial filter {m})"
+        entries[name] = Entry(model, description=f"{what}, circular padding, widths 16-32-64, no augmentation")
+        entries[f"{name}_aug"] = Entry(model, augment="roll",
+                                       description=f"{what}, trained with random circular shifts of up to 4 px")
+    return entries
+
+
+ENTRIES: dict[str, Entry] = _registry()
+
+
+def antialiased(filt_size: int, augment: bool = False) -> str:
+    """The zoo name of the circular VGG with MaxBlurPool filter m (m = 1 is the MaxPool baseline)."""
+    name = "baseline" if filt_size == 1 else f"maxblur{filt_size}"
+    return f"{name}_aug" if augment else name
 
 
 class CacheError(RuntimeError):
@@ -110,3 +124,9 @@ def get(name: str, *, n_train: int, epochs: int, seed: int = 0, cache_dir: str |
                     progress=progress, desc=name)
     save_checkpoint(path, model.cpu(), config, history)
     return model.to(device).eval(), {"config": config, "history": history, "path": str(path), "cached": False}
+
+
+def for_chapter(name: str, cfg, device: torch.device | str, seed: int | None = None) -> tuple[VGGLike, dict]:
+    """``get`` with the size, seed and cache folder of a chapter's validated parameters (seed overridable)."""
+    return get(name, n_train=cfg.n_train, epochs=cfg.epochs, seed=cfg.seed if seed is None else seed,
+               cache_dir=cfg.cache_dir, device=device)

@@ -1,0 +1,31 @@
+"""What every chapter notebook does first: validate parameters, seed, threads, figure style, test data."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pandas as pd
+import torch
+
+from . import data, params, plots, runtime
+
+
+def start(namespace: dict[str, Any]) -> tuple[SimpleNamespace, torch.device]:
+    """Validate the notebook's parameters (pass ``globals()``), seed everything, use every core,
+    set the figure style; return the parameters and the torch device."""
+    cfg = params.collect(namespace)
+    runtime.seed_everything(cfg.seed)
+    runtime.set_threads()
+    plots.set_style()
+    return cfg, runtime.resolve_device(cfg.device)
+
+
+def parameter_table(cfg: SimpleNamespace) -> pd.DataFrame:
+    """The parameters in effect, without machine-specific paths, for display at the top of a chapter."""
+    return pd.Series({k: v for k, v in vars(cfg).items() if not k.endswith("_dir")}, name="value").to_frame()
+
+
+def load_test_set(cfg: SimpleNamespace, size: int = 32) -> tuple[data.Split, torch.Tensor]:
+    """The profile's fixed test subset (n_test items, seed) and its images padded to size x size."""
+    test = data.load("fashion_mnist", "test").subset(cfg.n_test, cfg.seed)
+    return test, test.as_float(size)
