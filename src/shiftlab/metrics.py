@@ -12,7 +12,7 @@ from . import shifts as sh
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
     """Logits of model on x, in eval mode, batched, on the model's device; returned on the CPU."""
     model.eval()
     device = next(model.parameters()).device
@@ -51,7 +51,7 @@ def equivariance_error(fn, x: torch.Tensor, dy: int, dx: int) -> float:
 
 
 def consistency(model: nn.Module, x: torch.Tensor, kind: str = "roll", max_shift: int = 4,
-                seed: int = 0, batch_size: int = 1000) -> float:
+                seed: int = 0, batch_size: int = 128) -> float:
     """Zhang consistency: P[argmax f(shift_a x) == argmax f(shift_b x)], a, b ~ U{-m..m}^2 drawn per image."""
     g = torch.Generator().manual_seed(seed)
     a, b = sh.random_offsets(len(x), max_shift, g), sh.random_offsets(len(x), max_shift, g)
@@ -62,7 +62,7 @@ def consistency(model: nn.Module, x: torch.Tensor, kind: str = "roll", max_shift
 
 @torch.no_grad()
 def diagonal_path_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_shift: int,
-                          kind: str = "roll", batch_size: int = 1000) -> dict[str, torch.Tensor]:
+                          kind: str = "roll", batch_size: int = 128) -> dict[str, torch.Tensor]:
     """For d = 0..max_shift: f_y(shift_{(d,d)} x), the probability of the true class, and the prediction.
     Returns (N, max_shift + 1) tensors 'p_true' and 'pred' (Zhang's diagonal-shift curves)."""
     p_true, pred = [], []
@@ -80,7 +80,7 @@ def flip_rate(preds: torch.Tensor) -> float:
 
 @torch.no_grad()
 def sequence_predictions(model: nn.Module, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
-                         kind: str = "crop", batch_size: int = 1000) -> torch.Tensor:
+                         kind: str = "crop", batch_size: int = 128) -> torch.Tensor:
     """Predictions (N, J) on the frames shift(x, dy[:, j], dx[:, j]) of one sequence per image."""
     return torch.stack([predict_logits(model, sh.shift(x, dy[:, j], dx[:, j], kind), batch_size).argmax(1)
                         for j in range(dy.shape[1])], 1)
@@ -93,7 +93,7 @@ def shift_grid(period: int) -> list[tuple[int, int]]:
 
 @torch.no_grad()
 def output_change_grid(model: nn.Module, x: torch.Tensor, period: int,
-                       batch_size: int = 1000) -> dict[str, torch.Tensor]:
+                       batch_size: int = 128) -> dict[str, torch.Tensor]:
     """Per circular shift (dy, dx) in {0..P-1}^2: mean ||z(roll x) - z(x)|| / ||z(x)|| of the logits z,
     and P[argmax changes]. Returns (P, P) grids 'logit_change' and 'p_change'."""
     ref = predict_logits(model, x, batch_size)
