@@ -11,6 +11,7 @@ error, and keeps the partial notebook for inspection.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -78,12 +79,22 @@ def hide_injected(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def partial_path(out: Path) -> Path:
+    """Where a notebook is written while it runs: <name>.partial.ipynb, renamed to <name>.ipynb on success."""
+    return out.with_name(f"{out.stem}.partial.ipynb")
+
+
 def run(nb: Path, out: Path, values: dict) -> float:
-    """Execute one notebook into out; return its wall time in seconds."""
+    """Execute one notebook into out; return its wall time in seconds. The old output is removed first
+    and the new one appears only when the whole notebook ran, so a killed or failed run never leaves a
+    chapter that mixes old and new results."""
     start = time.perf_counter()
-    pm.execute_notebook(str(nb), str(out), parameters=values, kernel_name=KERNEL, cwd=str(ROOT),
+    out.unlink(missing_ok=True)
+    partial = partial_path(out)
+    pm.execute_notebook(str(nb), str(partial), parameters=values, kernel_name=KERNEL, cwd=str(ROOT),
                         progress_bar=False, log_output=False)
-    hide_injected(out)
+    hide_injected(partial)
+    os.replace(partial, out)
     return time.perf_counter() - start
 
 
@@ -115,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds = run(nb, out, values)
         except pm.PapermillExecutionError as err:
             print(f"error: {nb.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}).\n"
-                  f"The partial notebook is at {out}", file=sys.stderr)
+                  f"The partial notebook is at {partial_path(out)}", file=sys.stderr)
             return 1
         total += seconds
         print(f"[{values['profile']}] {nb.stem} done in {seconds:.1f} s", flush=True)

@@ -41,10 +41,25 @@ def test_site_needs_no_cdn(site):
     assert (site / "_static" / "mathjax" / "tex-chtml.js").is_file()
 
 
+def missing_browser(chromium: str = CHROMIUM, chromedriver: str = CHROMEDRIVER) -> str | None:
+    """None when Chromium and ChromeDriver are installed, else one line saying how to get them."""
+    missing = [p for p in (chromium, chromedriver) if not Path(p).exists()]
+    if not missing:
+        return None
+    return (f"the browser test needs Chromium and ChromeDriver ({', '.join(missing)} not found): "
+            "`sudo apt-get install chromium chromium-driver` (Debian/Ubuntu)")
+
+
+def test_missing_browser_is_one_clear_message(tmp_path):
+    assert missing_browser() is None, missing_browser()
+    message = missing_browser(str(tmp_path / "chromium"), CHROMEDRIVER)
+    assert "apt-get install chromium chromium-driver" in message and "\n" not in message
+
+
 @pytest.fixture(scope="module")
 def browser(site):
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail("Chromium is needed for the browser test: `sudo apt-get install chromium chromium-driver`")
+    if missing_browser():
+        pytest.fail(missing_browser())
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -31,3 +31,15 @@ def test_load_rejects_incomplete_file(tmp_path):
     path.write_text("{truncated")
     with pytest.raises(ValueError, match="not a readable results JSON"):
         results.load(path)
+
+
+def test_machine_specific_folders_are_not_results(tmp_path):
+    doc = results.load(results.save(tmp_path, "nb", "smoke", {"seed": 0, "results_dir": "/x", "fig_dir": "/y"}, {}))
+    assert doc["params"] == {"seed": 0}
+
+
+def test_edited_or_corrupted_results_are_detected(tmp_path):
+    path = results.save(tmp_path, "nb", "smoke", {}, {"acc": 0.5})
+    path.write_text(path.read_text().replace("0.5", "0.9"))
+    with pytest.raises(ValueError, match="does not match its sha256"):
+        results.load(path)

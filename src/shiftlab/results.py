@@ -1,10 +1,13 @@
 """Results JSON: one file per notebook and profile, written atomically.
 
-Schema: {"notebook", "profile", "params", "version", "metrics", "timings"}; metrics hold the
-numbers a chapter quotes, timings hold wall-clock seconds (excluded from reproducibility checks).
+Schema: {"notebook", "profile", "params", "version", "metrics", "timings", "sha256"}; metrics hold
+the numbers a chapter quotes, timings hold wall-clock seconds (the only part that differs between
+two runs of the same profile and seed on a CPU), params leave out machine-specific folders, and
+sha256 is the digest of everything else, checked on load.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -16,7 +19,7 @@ import yaml
 from . import __version__
 from .runtime import project_root
 
-SCHEMA_KEYS = ("notebook", "profile", "params", "version", "metrics", "timings")
+SCHEMA_KEYS = ("notebook", "profile", "params", "version", "metrics", "timings", "sha256")
 
 
 def _umask() -> int:
@@ -55,18 +58,26 @@ def _plain(value):
     return value
 
 
+def digest(doc: dict) -> str:
+    """SHA-256 of the canonical JSON of a results document without its own digest."""
+    body = {k: v for k, v in doc.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def save(results_dir: str | Path, notebook: str, profile: str, params: dict, metrics: dict,
          timings: dict | None = None) -> Path:
-    """Write <results_dir>/<notebook>.json atomically and return its path."""
-    doc = {"notebook": notebook, "profile": profile, "params": _plain(params), "version": __version__,
+    """Write <results_dir>/<notebook>.json atomically, with its digest, and return its path."""
+    doc = {"notebook": notebook, "profile": profile, "version": __version__,
+           "params": _plain({k: v for k, v in params.items() if not k.endswith("_dir")}),
            "metrics": _plain(metrics), "timings": _plain(timings or {})}
+    doc["sha256"] = digest(doc)
     path = Path(results_dir) / f"{notebook}.json"
     atomic_write_bytes(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
     return path
 
 
 def load(path: str | Path) -> dict:
-    """Read a results JSON, checking it has every schema key."""
+    """Read a results JSON, checking its schema keys and its digest."""
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -74,6 +85,8 @@ def load(path: str | Path) -> dict:
     missing = [k for k in SCHEMA_KEYS if k not in doc]
     if missing:
         raise ValueError(f"{path} lacks the results keys {missing}; expected {list(SCHEMA_KEYS)}")
+    if doc["sha256"] != digest(doc):
+        raise ValueError(f"{path} is corrupt or was edited by hand: its content does not match its sha256")
     return doc
 
 

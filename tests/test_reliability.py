@@ -1,0 +1,116 @@
+"""Faults a user meets: a typo, no GPU, no network, a corrupt file, a killed run. Each gives one clear
+message or recovers, and the same profile and seed give the same results."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+
+from shiftlab import data, results, runtime, zoo
+
+ROOT = Path(__file__).resolve().parent.parent
+DRIVER = [sys.executable, str(ROOT / "scripts" / "run_notebooks.py")]
+
+
+def _driver(*args, **kwargs):
+    return subprocess.run([*DRIVER, *args], capture_output=True, text=True, cwd=ROOT, **kwargs)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("epochs=-1", "parameter epochs=-1 is invalid; valid: an integer >= 1"),
+    ("filter_sizes=[1, 9]", "parameter filter_sizes=[1, 9] is invalid; valid: a non-empty list of distinct filter sizes in 1..7"),
+    ("dataset=cifar100", "parameter dataset='cifar100' is invalid; valid: 'fashion_mnist'"),
+    ("n_evl=3", "unknown parameter 'n_evl'; valid names:"),
+    ("device=tpu", "parameter device='tpu' is invalid; valid: 'auto', 'cpu', 'cuda'"),
+])
+def test_driver_refuses_bad_parameters_in_one_line(override, message):
+    proc = _driver("--profile", "smoke", "-p", override)
+    assert proc.returncode == 2
+    assert message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_no_gpu_is_one_clear_message():
+    with pytest.raises(RuntimeError, match="no CUDA GPU is visible; use device='cpu' or 'auto'"):
+        runtime.resolve_device("cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_failed_notebook_names_cell_and_error_and_keeps_only_the_partial(tmp_path):
+    proc = _driver("--profile", "smoke", "--only", "05_blurpool", "-p", "device=cuda",
+                   "--out", str(tmp_path / "executed"), "--root", str(tmp_path))
+    assert proc.returncode == 1
+    assert "05_blurpool.ipynb failed in cell" in proc.stderr and "no CUDA GPU is visible" in proc.stderr
+    assert (tmp_path / "executed" / "05_blurpool.partial.ipynb").is_file()
+    assert not (tmp_path / "executed" / "05_blurpool.ipynb").exists()
+
+
+def test_no_network_and_no_local_copy_names_both_ways(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
+    with pytest.raises(data.DatasetError) as err:
+        data.prepare_fashion_mnist(tmp_path / "root", download=True)
+    assert "apt-get install dataset-fashion-mnist" in str(err.value) and "network access" in str(err.value)
+
+
+def test_corrupt_dataset_file_is_an_error(tmp_path):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in data.FASHION_MNIST_FILES:
+        (raw / name).write_bytes((data.data_root() / "FashionMNIST" / "raw" / name).read_bytes())
+    images = raw / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[: 100_000])
+    with pytest.raises(data.DatasetError, match="delete that folder and run again"):
+        data.load_fashion_mnist("test", tmp_path)
+
+
+def _results(root: Path) -> dict:
+    """Every results JSON under root/results/smoke without its timings (which alone may differ)."""
+    out = {}
+    for path in sorted((root / "results" / "smoke").glob("*.json")):
+        doc = results.load(path)
+        out[path.name] = json.dumps({k: v for k, v in doc.items() if k not in ("timings", "sha256")}, sort_keys=True)
+    return out
+
+
+def test_killed_run_resumes_and_reproduces_the_results_exactly(smoke_run, tmp_path):
+    """Kill a smoke run once its first model is cached; rerun; the cached models are reused, and every
+    results JSON equals the one of an independent run (same profile and seed) but for its timings."""
+    cache, out = tmp_path / "results" / "cache", tmp_path / "executed"
+    args = [*DRIVER, "--profile", "smoke", "--out", str(out), "--root", str(tmp_path)]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(cache.glob("*.pt")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished_before = {p.name for p in out.glob("*.ipynb") if not p.name.endswith(".partial.ipynb")}
+    notebooks = {p.name for p in (ROOT / "notebooks").glob("*.ipynb")}
+    assert finished_before < notebooks, "a killed run must not leave every chapter as if complete"
+    models = {p: p.stat().st_mtime_ns for p in cache.glob("*.pt")}
+    assert models, "the first model was cached before the kill"
+
+    rerun = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert all(p.stat().st_mtime_ns == t for p, t in models.items()), "a finished model was retrained"
+    assert {p.name for p in out.glob("*.ipynb")} == notebooks
+    assert _results(tmp_path) == _results(smoke_run) and _results(tmp_path)
+
+
+def test_cached_model_from_an_older_library_version_is_not_reused(tmp_path, monkeypatch):
+    _, first = zoo.get("baseline", n_train=256, epochs=1, cache_dir=tmp_path, progress=False)
+    monkeypatch.setattr(zoo, "__version__", "999.0")
+    _, second = zoo.get("baseline", n_train=256, epochs=1, cache_dir=tmp_path, progress=False)
+    assert not second["cached"] and second["path"] != first["path"]
