@@ -83,3 +83,34 @@ def test_background_results_hold_the_claims(smoke_run):
         assert 0.5 < row["accuracy"] <= 1 and 0 < row["consistency (crop)"] <= 1, name
     assert json.loads((smoke_run / "results" / "smoke" / "00_background.json").read_text())["timings"]["notebook_seconds"] > 0
     assert (smoke_run / "results" / "smoke" / "figures" / "background_network_shift_grid.png").stat().st_size > 10_000
+
+
+def _metrics(smoke_run, notebook):
+    doc = results.load(smoke_run / "results" / "smoke" / f"{notebook}.json")
+    assert doc["profile"] == "smoke" and doc["notebook"] == notebook
+    return doc["metrics"]
+
+
+def test_exact_claims_hold_in_every_chapter(smoke_run):
+    """What the theory makes exact holds exactly even on the smoke profile's tiny models."""
+    why = _metrics(smoke_run, "02_why_subsampling")["periodicity"]
+    assert why["max_change_on_lattice"] < 1e-5 < why["min_change_off_lattice"]
+    assert why["fraction_invariant"] == pytest.approx(1 / why["total_stride"] ** 2)
+    blur = _metrics(smoke_run, "05_blurpool")
+    assert all(err < 1e-6 for err in blur["decomposition_max_abs_error"].values())
+    internal = _metrics(smoke_run, "06_internal_equivariance")
+    assert internal["max_on_lattice"] < 1e-5 and internal["periodicity_max_deviation"] < 1e-5
+
+
+def test_every_chapter_reports_its_measurements(smoke_run):
+    one = _metrics(smoke_run, "01_one_pixel")
+    assert {row["network"] for row in one["table"]} == {"baseline", "baseline_aug", "resnet", "canvas_vgg", "canvas_resnet"}
+    assert all(0 <= row["P(top-1 change)"] <= 1 and 0 <= row["MAC"] <= 1 for row in one["table"])
+    bias = _metrics(smoke_run, "03_photographers_bias")
+    assert set(bias["summary"]) == {"centred", "centred + jitter (σ = 3 px)", "anywhere (uniform)"}
+    scale = _metrics(smoke_run, "04_scale")
+    assert {r["size (px)"] for r in scale["sizes"]} == {12, 13, 20, 21, 28, 29, 34, 35}
+    runs = _metrics(smoke_run, "07_consistency_vs_filter")["runs"]
+    assert len(runs) == 2 * 2 * 2 and all(0 <= r["consistency (crop)"] <= 1 for r in runs)
+    flips = _metrics(smoke_run, "08_robustness")["flip_rate"]
+    assert len(flips) == 4 * 2 and all(0 <= r["flip rate"] <= 1 for r in flips)

@@ -29,3 +29,13 @@ def load_test_set(cfg: SimpleNamespace, size: int = 32) -> tuple[data.Split, tor
     """The profile's fixed test subset (n_test items, seed) and its images padded to size x size."""
     test = data.load("fashion_mnist", "test").subset(cfg.n_test, cfg.seed)
     return test, test.as_float(size)
+
+
+def glue(name: str, value: Any) -> None:
+    """Record a number or text for the chapter's prose ({glue:text}`name:format`), as a plain Python
+    value: NumPy and torch scalars print as np.float64(...) and break the format."""
+    from myst_nb import glue as _glue
+
+    if hasattr(value, "item"):
+        value = value.item()
+    _glue(name, value, display=False)

@@ -28,6 +28,7 @@ FASHION_MNIST_CLASSES = (
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
 DATASETS = ("fashion_mnist",)
+POSITIONS = ("center", "gauss", "uniform")
 
 
 class DatasetError(RuntimeError):
@@ -173,3 +174,65 @@ def embed(x: torch.Tensor, canvas: int, ys: torch.Tensor, xs: torch.Tensor,
     chan = torch.arange(c)[None, :, None, None].expand(n, c, s, s)
     out[batch, chan, rows, cols] = x
     return out
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """Objects resized to a side in [min_size, max_size] px and placed on a black size x size canvas,
+    at the centre, at the centre plus rounded Gaussian jitter (sigma px), or uniformly anywhere."""
+
+    size: int = 64
+    min_size: int = 28
+    max_size: int = 28
+    position: str = "uniform"
+    sigma: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.position not in POSITIONS:
+            raise ValueError(f"position={self.position!r} is invalid; valid: {', '.join(POSITIONS)}")
+        if not 1 <= self.min_size <= self.max_size <= self.size:
+            raise ValueError(f"object sizes {self.min_size}..{self.max_size} must satisfy 1 <= min <= max <= {self.size}")
+
+
+def sample_positions(n: int, canvas: int, size: int, mode: str, sigma: float,
+                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-left corners (ys, xs) of n objects of side `size`: centred, Gaussian around the centre, or uniform."""
+    top = canvas - size
+    if mode == "uniform":
+        return (torch.randint(0, top + 1, (n,), generator=generator),
+                torch.randint(0, top + 1, (n,), generator=generator))
+    centre = torch.full((n,), top // 2)
+    if mode == "center":
+        return centre, centre.clone()
+    jitter = (torch.randn(2, n, generator=generator) * sigma).round().long()
+    return (centre + jitter[0]).clamp(0, top), (centre + jitter[1]).clamp(0, top)
+
+
+def place_on_canvas(objects: torch.Tensor, canvas: Canvas, generator: torch.Generator) -> torch.Tensor:
+    """Resize each (N, C, h, w) object to a random side in [min_size, max_size] and place it on the canvas."""
+    n = len(objects)
+    sizes = torch.randint(canvas.min_size, canvas.max_size + 1, (n,), generator=generator)
+    out = objects.new_zeros((n, objects.shape[1], canvas.size, canvas.size))
+    for s in sizes.unique().tolist():
+        idx = (sizes == s).nonzero().squeeze(1)
+        ys, xs = sample_positions(len(idx), canvas.size, s, canvas.position, canvas.sigma, generator)
+        out[idx] = embed(resize(objects[idx], s), canvas.size, ys, xs)
+    return out
+
+
+def object_statistics(images: torch.Tensor, threshold: int = 25) -> dict[str, torch.Tensor]:
+    """Per uint8 image (N, H, W): intensity centroid (row, col) and bounding-box height and width of the
+    pixels above `threshold`, in px: where the photographer put the object, and how big."""
+    x = images.float()
+    mass = x.sum((1, 2)).clamp_min(1e-9)
+    rows, cols = torch.arange(x.shape[1], dtype=torch.float32), torch.arange(x.shape[2], dtype=torch.float32)
+    on = images > threshold
+    any_row, any_col = on.any(2), on.any(1)
+
+    def extent(mask: torch.Tensor) -> torch.Tensor:
+        first = mask.float().argmax(1)
+        last = mask.shape[1] - 1 - mask.flip(1).float().argmax(1)
+        return torch.where(mask.any(1), last - first + 1, torch.zeros_like(first)).float()
+
+    return {"centroid_row": (x.sum(2) * rows).sum(1) / mass, "centroid_col": (x.sum(1) * cols).sum(1) / mass,
+            "height": extent(any_row), "width": extent(any_col)}

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import shifts as sh
+from .data import embed, resize
 
 
 @torch.no_grad()
@@ -18,6 +19,20 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> 
     device = next(model.parameters()).device
     return torch.cat([model(x[i:i + batch_size].to(device)).float().cpu()
                       for i in range(0, len(x), batch_size)])
+
+
+def predict_probs(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """Softmax outputs f(x) of model on x: (N, K)."""
+    return predict_logits(model, x, batch_size).softmax(1)
+
+
+def embedded_probs(model: nn.Module, objects: torch.Tensor, canvas: int, size: int, y: int, x: int,
+                   batch_size: int = 128) -> torch.Tensor:
+    """f(embed(resize(o, size), canvas, (y, x))) for every object o: each resized to size x size px and
+    placed with its top-left corner at (y, x) on a black canvas x canvas image. Returns (N, K)."""
+    n = len(objects)
+    placed = embed(resize(objects, size), canvas, torch.full((n,), y), torch.full((n,), x))
+    return predict_probs(model, placed, batch_size)
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -159,6 +174,11 @@ def _folds(n: int, stride: int) -> torch.Tensor:
     """DFT bins k = 0..n-1 whose frequency 2π|k|/n (|k| = min(k, n-k)) lies above the new Nyquist π/stride."""
     k = torch.arange(n)
     return 2 * stride * torch.minimum(k, n - k) > n
+
+
+def power_spectrum(x: torch.Tensor) -> torch.Tensor:
+    """Mean over images and channels of |DFT(x)|^2, zero frequency moved to the centre: (H, W)."""
+    return torch.fft.fftshift(torch.fft.fft2(x.double()).abs().square().mean((0, 1))).float()
 
 
 def aliased_fraction(x: torch.Tensor, stride: int = 2) -> torch.Tensor:

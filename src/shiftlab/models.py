@@ -1,7 +1,10 @@
-"""Small VGG-like networks for 28-64 px inputs, parameterised by how they downsample.
+"""Small VGG-like and ResNet-like networks for 28-64 px inputs.
 
-A network is ``stages`` blocks of [conv3x3-BN-ReLU] x convs_per_stage followed by a stride-2
-downsampling, then global average pooling and a linear classifier. Total stride S = 2**stages.
+VGG-like: ``stages`` blocks of [conv3x3-BN-ReLU] x convs_per_stage followed by a stride-2
+downsampling of a chosen kind, then global average pooling and a linear classifier.
+ResNet-like: a conv3x3-BN-ReLU stem, then one residual block per stage whose first conv has
+stride 2 (shortcut: 1x1 conv with stride 2 + BN), then global average pooling and a linear layer.
+Both have total stride S = 2**stages.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from torch import nn
 from .layers import FILTER_SIZES, BlurPool, ConvBlurPool, MaxBlurPool
 
 DOWNSAMPLE_KINDS = ("max", "maxblur", "strided", "convblur", "avg", "blur")
+ARCHS = ("vgg", "resnet")
 PADDING_MODES = ("zeros", "circular", "reflect")
 
 
@@ -32,7 +36,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        _check(self.arch == "vgg", f"arch={self.arch!r} is invalid; valid: 'vgg'")
+        _check(self.arch in ARCHS, f"arch={self.arch!r} is invalid; valid: {', '.join(ARCHS)}")
+        _check(self.arch == "vgg" or self.downsample == "strided",
+               f"arch='resnet' downsamples with strided convolutions; downsample={self.downsample!r} is invalid")
         _check(self.downsample in DOWNSAMPLE_KINDS,
                f"downsample={self.downsample!r} is invalid; valid: {', '.join(DOWNSAMPLE_KINDS)}")
         _check(self.filt_size in FILTER_SIZES, f"filt_size={self.filt_size} is invalid; valid: 1..7")
@@ -121,6 +127,38 @@ class VGGLike(nn.Module):
         return self.head(self.body(x).mean(dim=(2, 3)))
 
 
+class BasicBlock(nn.Module):
+    """ReLU(BN . Conv3 . ReLU . BN . Conv3_{stride 2}(x) + BN . Conv1_{stride 2}(x))."""
+
+    def __init__(self, cin: int, cout: int, padding: str):
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvBNReLU(cin, cout, padding, stride=2),
+            nn.Conv2d(cout, cout, 3, padding=1, padding_mode=padding, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=2, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNetLike(VGGLike):
+    """Stem conv3x3-BN-ReLU, one stride-2 residual block per stage, global average pool, linear head."""
+
+    def __init__(self, cfg: ModelConfig):
+        nn.Module.__init__(self)
+        self.cfg = cfg
+        layers: list[tuple[str, nn.Module]] = [("stem", ConvBNReLU(cfg.in_channels, cfg.widths[0], cfg.padding))]
+        cin = cfg.widths[0]
+        for i, cout in enumerate(cfg.widths):
+            layers.append((f"s{i + 1}.block", BasicBlock(cin, cout, cfg.padding)))
+            cin = cout
+        self.body = nn.Sequential(OrderedDict((n.replace(".", "_"), m) for n, m in layers))
+        self.layer_names = [n for n, _ in layers]
+        self.head = nn.Linear(cin, cfg.num_classes)
+
+
 def build(cfg: ModelConfig) -> VGGLike:
     """Instantiate the network described by cfg (weights from the current torch RNG state)."""
-    return VGGLike(cfg)
+    return ResNetLike(cfg) if cfg.arch == "resnet" else VGGLike(cfg)

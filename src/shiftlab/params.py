@@ -43,10 +43,10 @@ def _text() -> Rule:
     return Rule(lambda v: isinstance(v, str) and v != "", "a non-empty string (a path)")
 
 
-def _filter_sizes() -> Rule:
+def _distinct_ints(lo: int, hi: int, what: str, example: str) -> Rule:
     return Rule(lambda v: isinstance(v, list) and len(v) > 0 and len(set(v)) == len(v)
-                and all(isinstance(m, int) and m in range(1, 8) for m in v),
-                "a non-empty list of distinct filter sizes in 1..7, e.g. [1, 2, 3, 5]")
+                and all(isinstance(m, int) and not isinstance(m, bool) and lo <= m <= hi for m in v),
+                f"a non-empty list of distinct {what} in {lo}..{hi}, e.g. {example}")
 
 
 RULES: dict[str, Rule] = {
@@ -63,7 +63,11 @@ RULES: dict[str, Rule] = {
     "epochs": _int_at_least(1),
     "max_shift": _int_at_least(0),
     "filt_size": Rule(lambda v: isinstance(v, int) and v in range(1, 8), "1..7"),
-    "filter_sizes": _filter_sizes(),
+    "filter_sizes": _distinct_ints(1, 7, "filter sizes", "[1, 2, 3, 5]"),
+    "object_sizes": _distinct_ints(8, 48, "object sizes (px)", "[28, 20, 14]"),
+    "object_size": Rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 48, "an integer in 8..48 (px)"),
+    "grid_step": _int_at_least(1),
+    "stage_counts": _distinct_ints(1, 4, "numbers of stride-2 stages", "[1, 2, 3, 4]"),
     "n_seeds": _int_at_least(1),
     "n_sequences": _int_at_least(1),
     "n_frames": _int_at_least(2),

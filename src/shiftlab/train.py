@@ -14,6 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import shifts as sh
+from .data import Canvas, place_on_canvas
 
 AUGMENTS = ("none", "roll", "crop")
 
@@ -29,6 +30,7 @@ class TrainConfig:
     augment: str = "none"
     max_shift: int = 4
     seed: int = 0
+    canvas: Canvas | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -37,15 +39,24 @@ class TrainConfig:
             raise ValueError(f"batch_size={self.batch_size} is invalid; valid: an integer >= 1")
         if self.augment not in AUGMENTS:
             raise ValueError(f"augment={self.augment!r} is invalid; valid: {', '.join(AUGMENTS)}")
+        if self.canvas is not None and self.augment != "none":
+            raise ValueError("a canvas run draws its own positions; use augment='none' with it")
         if self.max_shift < 0:
             raise ValueError(f"max_shift={self.max_shift} is invalid; valid: an integer >= 0")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a dict; `canvas` only when set, so keys of earlier caches stay valid."""
+        d = asdict(self)
+        if d["canvas"] is None:
+            del d["canvas"]
+        return d
 
 
 def augment_batch(x: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
-    """Shift every image by its own offset ~ U{-m..m}^2 (circular for 'roll', black fill for 'crop')."""
+    """Place every object on the canvas when training on one; else shift every image by its own offset
+    ~ U{-m..m}^2 (circular for 'roll', black fill for 'crop')."""
+    if cfg.canvas is not None:
+        return place_on_canvas(x, cfg.canvas, g)
     if cfg.augment == "none" or cfg.max_shift == 0:
         return x
     return sh.shift(x, *sh.random_offsets(len(x), cfg.max_shift, g), cfg.augment)

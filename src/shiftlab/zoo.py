@@ -11,13 +11,13 @@ import hashlib
 import io
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from . import __version__
-from .data import load
+from .data import Canvas, load
 from .results import atomic_write_bytes
 from .models import ModelConfig, VGGLike, build
 from .runtime import seed_everything
@@ -32,6 +32,8 @@ class Entry:
     augment: str = "none"
     max_shift: int = 4
     description: str = ""
+    canvas: Canvas | None = None
+    max_train: int | None = None
 
 
 def _registry() -> dict[str, Entry]:
@@ -44,7 +46,31 @@ def _registry() -> dict[str, Entry]:
         entries[name] = Entry(model, description=f"{what}, circular padding, widths 16-32-64, no augmentation")
         entries[f"{name}_aug"] = Entry(model, augment="roll",
                                        description=f"{what}, trained with random circular shifts of up to 4 px")
+    entries["resnet"] = Entry(ModelConfig(arch="resnet", downsample="strided", padding="circular"),
+                              description="ResNet-like, 3 strided residual stages, circular padding, no augmentation")
+    entries.update(_canvas_registry())
     return entries
+
+
+def _canvas_registry() -> dict[str, Entry]:
+    """Part I: networks trained on objects placed on a 64 x 64 black canvas (20k training images)."""
+    vgg = ModelConfig(downsample="max", padding="circular")
+    anywhere = Canvas(64, 14, 28, "uniform")
+    entries = {
+        "canvas_vgg": Entry(vgg, canvas=anywhere, description="VGG-like, objects of 14-28 px anywhere"),
+        "canvas_resnet": Entry(ModelConfig(arch="resnet", downsample="strided", padding="circular"), canvas=anywhere,
+                               description="ResNet-like, objects of 14-28 px anywhere"),
+        "canvas_center": Entry(vgg, canvas=Canvas(64, 14, 28, "center"), description="VGG-like, objects centred"),
+        "canvas_gauss": Entry(vgg, canvas=Canvas(64, 14, 28, "gauss", 3.0),
+                              description="VGG-like, objects centred with Gaussian jitter (sigma 3 px)"),
+        "canvas_fixed_size": Entry(vgg, canvas=Canvas(64, 28, 28, "uniform"),
+                                   description="VGG-like, objects of 28 px only, anywhere"),
+    }
+    widths = {1: (16,), 2: (16, 32), 4: (16, 32, 64, 64)}
+    for stages, w in widths.items():
+        entries[f"canvas_vgg_s{stages}"] = Entry(ModelConfig(downsample="max", padding="circular", widths=w), canvas=anywhere,
+                                                 description=f"VGG-like with {stages} stride-2 stages, objects anywhere")
+    return {name: replace(e, max_train=20000) for name, e in entries.items()}
 
 
 ENTRIES: dict[str, Entry] = _registry()
@@ -54,6 +80,11 @@ def antialiased(filt_size: int, augment: bool = False) -> str:
     """The zoo name of the circular VGG with MaxBlurPool filter m (m = 1 is the MaxPool baseline)."""
     name = "baseline" if filt_size == 1 else f"maxblur{filt_size}"
     return f"{name}_aug" if augment else name
+
+
+def canvas_stages(stages: int) -> str:
+    """The zoo name of the canvas VGG with that many stride-2 stages (3 is the standard canvas_vgg)."""
+    return "canvas_vgg" if stages == 3 else f"canvas_vgg_s{stages}"
 
 
 class CacheError(RuntimeError):
@@ -66,10 +97,20 @@ def full_config(name: str, n_train: int, epochs: int, seed: int, dataset: str = 
     if name not in ENTRIES:
         raise KeyError(f"zoo entry {name!r} is unknown; valid: {', '.join(ENTRIES)}")
     e = ENTRIES[name]
-    tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, augment=e.augment, max_shift=e.max_shift, seed=seed)
+    tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, augment=e.augment, max_shift=e.max_shift, seed=seed,
+                       canvas=e.canvas)
     return {"name": name, "model": e.model.to_dict(), "train": tcfg.to_dict(),
-            "data": {"dataset": dataset, "n_train": n_train, "image_size": image_size},
+            "data": {"dataset": dataset, "n_train": min(n_train, e.max_train or n_train),
+                     "image_size": e.canvas.size if e.canvas else image_size},
             "version": __version__}
+
+
+def train_config(config: dict) -> TrainConfig:
+    """The TrainConfig stored in a full configuration."""
+    fields = dict(config["train"])
+    if fields.get("canvas") is not None:
+        fields["canvas"] = Canvas(**fields["canvas"])
+    return TrainConfig(**fields)
 
 
 def cache_key(config: dict) -> str:
@@ -116,11 +157,12 @@ def get(name: str, *, n_train: int, epochs: int, seed: int = 0, cache_dir: str |
             return model.to(device), {"config": config, "history": history, "path": str(path), "cached": True}
         except CacheError as err:
             warnings.warn(f"retraining {name}: {err}", stacklevel=2)
-    split = load(config["data"]["dataset"], "train").subset(n_train, seed)
-    x = split.as_float(config["data"]["image_size"])
+    tcfg = train_config(config)
+    split = load(config["data"]["dataset"], "train").subset(config["data"]["n_train"], seed)
+    x = split.as_float(None if tcfg.canvas else config["data"]["image_size"])
     seed_everything(seed)
     model = build(ModelConfig(**config["model"]))
-    history = train(model, x, split.labels, TrainConfig(**config["train"]), device=device,
+    history = train(model, x, split.labels, tcfg, device=device,
                     progress=progress, desc=name)
     save_checkpoint(path, model.cpu(), config, history)
     return model.to(device).eval(), {"config": config, "history": history, "path": str(path), "cached": False}
