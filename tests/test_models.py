@@ -87,3 +87,18 @@ def test_circular_logits_invariant_at_total_stride(downsample):
             torch.testing.assert_close(model(shifts.roll(x, dy, dx)), ref, rtol=0, atol=1e-5)
         # a one-pixel shift is not a multiple of the stride: the logits do move
         assert (model(shifts.roll(x, 1, 1)) - ref).abs().max() > 1e-4
+
+
+def test_fully_connected_head_sees_position_and_gap_head_does_not():
+    """fc_input flattens the last map into a linear layer: the output depends on where the object is;
+    global average pooling with circular padding does not (at multiples of the total stride)."""
+    torch.manual_seed(0)
+    fc = models.build(models.ModelConfig(padding="circular", fc_input=32)).eval()
+    gap = models.build(models.ModelConfig(padding="circular")).eval()
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        assert (fc(shifts.roll(x, 8, 8)) - fc(x)).abs().max() > 1e-3
+        assert (gap(shifts.roll(x, 8, 8)) - gap(x)).abs().max() < 1e-5
+    assert "fc_input" not in models.ModelConfig().to_dict(), "default configs keep their cache keys"
+    with pytest.raises(ValueError, match="divisible by the total stride 8"):
+        models.ModelConfig(fc_input=30)

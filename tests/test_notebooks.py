@@ -107,7 +107,7 @@ def test_every_chapter_reports_its_measurements(smoke_run):
     assert {row["network"] for row in one["table"]} == {"baseline", "baseline_aug", "resnet", "canvas_vgg", "canvas_resnet"}
     assert all(0 <= row["P(top-1 change)"] <= 1 and 0 <= row["MAC"] <= 1 for row in one["table"])
     bias = _metrics(smoke_run, "03_photographers_bias")
-    assert set(bias["summary"]) == {"centred", "centred + jitter (σ = 3 px)", "anywhere (uniform)"}
+    assert set(bias["summary"]) == {"centred", "centred + jitter (σ = 3 px)", "anywhere (uniform)", "centred, global average pooling"}
     scale = _metrics(smoke_run, "04_scale")
     assert {r["size (px)"] for r in scale["sizes"]} == {12, 13, 20, 21, 28, 29, 34, 35}
     runs = _metrics(smoke_run, "07_consistency_vs_filter")["runs"]

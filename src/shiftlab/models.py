@@ -1,7 +1,8 @@
 """Small VGG-like and ResNet-like networks for 28-64 px inputs.
 
 VGG-like: ``stages`` blocks of [conv3x3-BN-ReLU] x convs_per_stage followed by a stride-2
-downsampling of a chosen kind, then global average pooling and a linear classifier.
+downsampling of a chosen kind, then global average pooling and a linear classifier, or (like
+VGG16 and AlexNet) a fully connected layer on the flattened map of a fixed-size input.
 ResNet-like: a conv3x3-BN-ReLU stem, then one residual block per stage whose first conv has
 stride 2 (shortcut: 1x1 conv with stride 2 + BN), then global average pooling and a linear layer.
 Both have total stride S = 2**stages.
@@ -33,6 +34,7 @@ class ModelConfig:
     in_channels: int = 1
     num_classes: int = 10
     arch: str = field(default="vgg")
+    fc_input: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -47,6 +49,9 @@ class ModelConfig:
         _check(len(self.widths) >= 1 and all(w >= 1 for w in self.widths),
                f"widths={self.widths} is invalid; valid: one or more positive integers")
         _check(self.convs_per_stage >= 1, f"convs_per_stage={self.convs_per_stage} is invalid; valid: >= 1")
+        _check(self.fc_input == 0 or (self.arch == "vgg" and self.fc_input % self.total_stride == 0),
+               f"fc_input={self.fc_input} is invalid; valid: 0 (global average pooling) or, for arch 'vgg', "
+               f"an input size divisible by the total stride {self.total_stride}")
 
     @property
     def total_stride(self) -> int:
@@ -54,7 +59,11 @@ class ModelConfig:
         return 2 ** len(self.widths)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a dict; fc_input only when set, so keys of earlier caches stay valid."""
+        d = asdict(self)
+        if not d["fc_input"]:
+            del d["fc_input"]
+        return d
 
 
 def _check(ok: bool, message: str) -> None:
@@ -113,7 +122,8 @@ class VGGLike(nn.Module):
             cin = cout
         self.body = nn.Sequential(OrderedDict((n.replace(".", "_"), m) for n, m in layers))
         self.layer_names = [n for n, _ in layers]
-        self.head = nn.Linear(cin, cfg.num_classes)
+        cells = (cfg.fc_input // cfg.total_stride) ** 2 if cfg.fc_input else 1
+        self.head = nn.Linear(cin * cells, cfg.num_classes)
 
     def forward_features(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
         """The output of every named layer of the body, in order."""
@@ -124,7 +134,9 @@ class VGGLike(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x).mean(dim=(2, 3)))
+        """Global average pooling and a linear layer, or (fc_input set) flattening and a fully connected layer."""
+        f = self.body(x)
+        return self.head(f.flatten(1) if self.cfg.fc_input else f.mean(dim=(2, 3)))
 
 
 class BasicBlock(nn.Module):

@@ -55,14 +55,21 @@ def _registry() -> dict[str, Entry]:
 def _canvas_registry() -> dict[str, Entry]:
     """Part I: networks trained on objects placed on a 64 x 64 black canvas (20k training images)."""
     vgg = ModelConfig(downsample="max", padding="circular")
+    vgg_fc = ModelConfig(downsample="max", padding="zeros", fc_input=64)
     anywhere = Canvas(64, 14, 28, "uniform")
     entries = {
         "canvas_vgg": Entry(vgg, canvas=anywhere, description="VGG-like, objects of 14-28 px anywhere"),
         "canvas_resnet": Entry(ModelConfig(arch="resnet", downsample="strided", padding="circular"), canvas=anywhere,
                                description="ResNet-like, objects of 14-28 px anywhere"),
-        "canvas_center": Entry(vgg, canvas=Canvas(64, 14, 28, "center"), description="VGG-like, objects centred"),
-        "canvas_gauss": Entry(vgg, canvas=Canvas(64, 14, 28, "gauss", 3.0),
-                              description="VGG-like, objects centred with Gaussian jitter (sigma 3 px)"),
+        # photographer's bias: a fully connected head on the flattened map, as in VGG16 (zero padding)
+        "canvas_center": Entry(vgg_fc, canvas=Canvas(64, 14, 28, "center"),
+                               description="VGG-like with a fully connected head, objects centred"),
+        "canvas_gauss": Entry(vgg_fc, canvas=Canvas(64, 14, 28, "gauss", 3.0),
+                              description="VGG-like with a fully connected head, objects centred with Gaussian jitter (sigma 3 px)"),
+        "canvas_uniform_fc": Entry(vgg_fc, canvas=anywhere,
+                                   description="VGG-like with a fully connected head, objects of 14-28 px anywhere"),
+        "canvas_center_circular": Entry(vgg, canvas=Canvas(64, 14, 28, "center"),
+                                        description="VGG-like, circular padding, objects centred"),
         "canvas_fixed_size": Entry(vgg, canvas=Canvas(64, 28, 28, "uniform"),
                                    description="VGG-like, objects of 28 px only, anywhere"),
     }
