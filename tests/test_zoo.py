@@ -61,4 +61,4 @@ def test_checkpoint_for_another_config_is_refused(tmp_path):
 
 def test_unknown_entry_lists_valid_names():
     with pytest.raises(KeyError, match="valid: baseline, baseline_aug, maxblur2"):
-        zoo.full_config("resnet", **SMALL)
+        zoo.full_config("densenet", **SMALL)
