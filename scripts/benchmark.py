@@ -4,7 +4,7 @@
     python scripts/benchmark.py [--n 10000] [--kinds max maxblur]
 
 Prints, per downsampling kind: seconds per training epoch over n images (extrapolated to 60k),
-and evaluation throughput (images per second, batch 1000). Numbers for the issue notes and for
+and evaluation throughput (images per second, at metrics.predict_logits's default batch size). Numbers for the issue notes and for
 sizing the profiles; nothing here is asserted by the tests.
 """
 from __future__ import annotations

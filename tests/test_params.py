@@ -11,6 +11,8 @@ def test_validate_accepts_good_values():
 
 @pytest.mark.parametrize("name, value, fragment", [
     ("filt_size", 9, "1..7"),
+    ("filt_size", True, "1..7"),
+    ("object_size", 60, "8..48"),
     ("epochs", -1, "integer >= 1"),
     ("dataset", "cifar100", "'fashion_mnist'"),
     ("device", "tpu", "'auto', 'cpu', 'cuda'"),

@@ -82,7 +82,7 @@ def diagonal_path_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ma
     Returns (N, max_shift + 1) tensors 'p_true' and 'pred' (Zhang's diagonal-shift curves)."""
     p_true, pred = [], []
     for d in range(max_shift + 1):
-        probs = predict_logits(model, sh.shift(x, d, d, kind), batch_size).softmax(1)
+        probs = predict_probs(model, sh.shift(x, d, d, kind), batch_size)
         p_true.append(probs.gather(1, y[:, None]).squeeze(1))
         pred.append(probs.argmax(1))
     return {"p_true": torch.stack(p_true, 1), "pred": torch.stack(pred, 1)}

@@ -35,6 +35,10 @@ def _int_at_least(lo: int) -> Rule:
     return Rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo, f"an integer >= {lo}")
 
 
+def _int_between(lo: int, hi: int, unit: str = "") -> Rule:
+    return Rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi, f"{lo}..{hi}{unit}")
+
+
 def _one_of(choices) -> Rule:
     return Rule(lambda v: v in choices, ", ".join(map(repr, choices)))
 
@@ -62,10 +66,10 @@ RULES: dict[str, Rule] = {
     "n_eval": _int_at_least(1),
     "epochs": _int_at_least(1),
     "max_shift": _int_at_least(0),
-    "filt_size": Rule(lambda v: isinstance(v, int) and v in range(1, 8), "1..7"),
+    "filt_size": _int_between(1, 7),
     "filter_sizes": _distinct_ints(1, 7, "filter sizes", "[1, 2, 3, 5]"),
     "object_sizes": _distinct_ints(8, 48, "object sizes (px)", "[28, 20, 14]"),
-    "object_size": Rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 48, "an integer in 8..48 (px)"),
+    "object_size": _int_between(8, 48, " (px)"),
     "grid_step": _int_at_least(1),
     "stage_counts": _distinct_ints(1, 4, "numbers of stride-2 stages", "[1, 2, 3, 4]"),
     "n_seeds": _int_at_least(1),

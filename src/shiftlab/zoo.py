@@ -36,31 +36,33 @@ class Entry:
     max_train: int | None = None
 
 
+VGG_MAX = ModelConfig(downsample="max", padding="circular")
+RESNET = ModelConfig(arch="resnet", downsample="strided", padding="circular")
+
+
 def _registry() -> dict[str, Entry]:
     """baseline (MaxPool = MaxBlurPool with filter 1), maxblur2..maxblur7, each also with an _aug twin."""
     entries = {}
     for m in range(1, 8):
         name = "baseline" if m == 1 else f"maxblur{m}"
-        model = ModelConfig(downsample="max" if m == 1 else "maxblur", filt_size=m, padding="circular")
+        model = VGG_MAX if m == 1 else replace(VGG_MAX, downsample="maxblur", filt_size=m)
         what = "MaxPool" if m == 1 else f"MaxBlurPool (binomial filter {m})"
         entries[name] = Entry(model, description=f"{what}, circular padding, widths 16-32-64, no augmentation")
         entries[f"{name}_aug"] = Entry(model, augment="roll",
                                        description=f"{what}, trained with random circular shifts of up to 4 px")
-    entries["resnet"] = Entry(ModelConfig(arch="resnet", downsample="strided", padding="circular"),
-                              description="ResNet-like, 3 strided residual stages, circular padding, no augmentation")
+    entries["resnet"] = Entry(RESNET, description="ResNet-like, 3 strided residual stages, circular padding, no augmentation")
     entries.update(_canvas_registry())
     return entries
 
 
 def _canvas_registry() -> dict[str, Entry]:
     """Part I: networks trained on objects placed on a 64 x 64 black canvas (20k training images)."""
-    vgg = ModelConfig(downsample="max", padding="circular")
-    vgg_fc = ModelConfig(downsample="max", padding="zeros", fc_input=64)
+    vgg = VGG_MAX
+    vgg_fc = replace(VGG_MAX, padding="zeros", fc_input=64)
     anywhere = Canvas(64, 14, 28, "uniform")
     entries = {
         "canvas_vgg": Entry(vgg, canvas=anywhere, description="VGG-like, objects of 14-28 px anywhere"),
-        "canvas_resnet": Entry(ModelConfig(arch="resnet", downsample="strided", padding="circular"), canvas=anywhere,
-                               description="ResNet-like, objects of 14-28 px anywhere"),
+        "canvas_resnet": Entry(RESNET, canvas=anywhere, description="ResNet-like, objects of 14-28 px anywhere"),
         # photographer's bias: a fully connected head on the flattened map, as in VGG16 (zero padding)
         "canvas_center": Entry(vgg_fc, canvas=Canvas(64, 14, 28, "center"),
                                description="VGG-like with a fully connected head, objects centred"),
@@ -75,7 +77,7 @@ def _canvas_registry() -> dict[str, Entry]:
     }
     widths = {1: (16,), 2: (16, 32), 4: (16, 32, 64, 64)}
     for stages, w in widths.items():
-        entries[f"canvas_vgg_s{stages}"] = Entry(ModelConfig(downsample="max", padding="circular", widths=w), canvas=anywhere,
+        entries[f"canvas_vgg_s{stages}"] = Entry(replace(VGG_MAX, widths=w), canvas=anywhere,
                                                  description=f"VGG-like with {stages} stride-2 stages, objects anywhere")
     return {name: replace(e, max_train=20000) for name, e in entries.items()}
 
