@@ -5,27 +5,70 @@
 
 Each notebook gets the profile's common and own parameters plus profile, seed, device and the
 results/figure/cache folders, is written to <out>/<name>.ipynb with the injected cell hidden from
-the site, and is timed. The first failure stops the run with the notebook, the cell and the
-error, and keeps the partial notebook for inspection.
+the site, and is timed. While it runs, one live line shows the cell, the elapsed time and the
+previous run's time, and every model it trains is printed as it starts and finishes each epoch.
+The first failure stops the run with the notebook, the cell and the error, keeps the partial
+notebook for inspection, and leaves the chapter's last good page in place. Each notebook's time is
+kept in results/<profile>/run_times.json, as cold (it trained a model) or warm (it did not), and
+written as the budget table <out>/run_times.md that book/reproducing.md shows.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 import nbformat
 import papermill as pm
 import yaml
+from jupyter_client.manager import AsyncKernelManager
+from papermill.engines import NBClientEngine, papermill_engines
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from shiftlab.params import ParameterError, load_profile, notebook_parameters, validate  # noqa: E402
+from shiftlab.results import atomic_write_bytes  # noqa: E402
+from shiftlab.runtime import EVENTS_ENV  # noqa: E402
 
 KERNEL = "shiftlab"
+
+
+class IPCKernelManager(AsyncKernelManager):
+    """Kernels talk over local IPC sockets instead of TCP: nothing listens on the network, and the
+    kernel has no reason to warn about unencrypted TCP."""
+
+    def __init__(self, **kwargs):
+        super().__init__(transport="ipc", **kwargs)
+
+
+class Progress:
+    """What the live line shows: the running notebook's cell index and count."""
+
+    cell = 0
+    cells = 0
+
+
+class ProgressEngine(NBClientEngine):
+    """papermill's nbclient engine, recording which cell is running for the live line."""
+
+    @classmethod
+    def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+        Progress.cells, start = len(nb_man.nb.cells), nb_man.cell_start
+
+        def cell_start(cell, cell_index=None, **kw):
+            Progress.cell = (cell_index or 0) + 1
+            return start(cell, cell_index, **kw)
+
+        nb_man.cell_start = cell_start
+        return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+
+papermill_engines.register("shiftlab", ProgressEngine)
 
 
 def discover(only: list[str] | None) -> list[Path]:
@@ -84,18 +127,77 @@ def partial_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.partial.ipynb")
 
 
-def run(nb: Path, out: Path, values: dict) -> float:
-    """Execute one notebook into out; return its wall time in seconds. The old output is removed first
-    and the new one appears only when the whole notebook ran, so a killed or failed run never leaves a
-    chapter that mixes old and new results."""
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+def _watch(label: str, events: Path, previous: float | None, done: threading.Event) -> None:
+    """Print each event line as it arrives and, on a terminal, one live status line for the notebook."""
+    start, offset, live = time.perf_counter(), 0, sys.stdout.isatty()
+    estimate = f" (last run {_clock(previous)})" if previous else ""
+    while not done.wait(1.0) or events.exists() and events.stat().st_size > offset:
+        if events.exists():
+            with events.open(encoding="utf-8") as f:
+                f.seek(offset)
+                lines = f.read().splitlines()
+                offset = f.tell()
+            for line in lines:
+                print(("\r\033[K" if live else "") + f"    {line}", flush=True)
+        if live and not done.is_set():
+            print(f"\r\033[K{label} cell {Progress.cell}/{Progress.cells}, "
+                  f"{_clock(time.perf_counter() - start)}{estimate}", end="", flush=True)
+    if live:
+        print("\r\033[K", end="", flush=True)
+
+
+def run(nb: Path, out: Path, values: dict, events: Path, label: str, previous: float | None) -> tuple[float, bool]:
+    """Execute one notebook into out; return its wall time in seconds and whether it trained a model.
+    The new page replaces the old one only when the whole notebook ran, so a killed or failed run keeps
+    the chapter's last good page and never leaves one that mixes old and new results."""
     start = time.perf_counter()
-    out.unlink(missing_ok=True)
     partial = partial_path(out)
-    pm.execute_notebook(str(nb), str(partial), parameters=values, kernel_name=KERNEL, cwd=str(ROOT),
-                        progress_bar=False, log_output=False)
+    events.parent.mkdir(parents=True, exist_ok=True)
+    events.write_text("")
+    os.environ[EVENTS_ENV] = str(events)
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(label, events, previous, done), daemon=True)
+    watcher.start()
+    try:
+        pm.execute_notebook(str(nb), str(partial), parameters=values, kernel_name=KERNEL, cwd=str(ROOT),
+                            progress_bar=False, log_output=False, engine_name="shiftlab",
+                            kernel_manager_class=IPCKernelManager)
+    finally:
+        done.set()
+        watcher.join()
+        os.environ.pop(EVENTS_ENV, None)
     hide_injected(partial)
     os.replace(partial, out)
-    return time.perf_counter() - start
+    trained = any(line.startswith("train ") for line in events.read_text().splitlines())
+    return time.perf_counter() - start, trained
+
+
+def load_times(path: Path) -> dict:
+    """{notebook: {"cold": s, "warm": s}} from earlier runs (empty when absent or unreadable)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def save_times(path: Path, times: dict, table: Path) -> None:
+    """Write the run times JSON and the budget table (markdown) that book/reproducing.md includes."""
+    atomic_write_bytes(path, (json.dumps(times, indent=2, sort_keys=True) + "\n").encode())
+    rows = ["| chapter | cold: trains its models (min:s) | warm: models cached (min:s) |", "| --- | --- | --- |"]
+    total = {"cold": 0.0, "warm": 0.0}
+    for name in sorted(times):
+        cells = []
+        for kind in ("cold", "warm"):
+            seconds = times[name].get(kind)
+            total[kind] += seconds or 0.0
+            cells.append(_clock(seconds) if seconds is not None else "not run yet")
+        rows.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    rows.append(f"| **all notebooks** | **{_clock(total['cold'])}** | **{_clock(total['warm'])}** |")
+    atomic_write_bytes(table, ("\n".join(rows) + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,17 +221,24 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     total = 0.0
+    results_dir = Path(jobs[0][1]["results_dir"]) if jobs else out_dir
+    times_path = results_dir / "run_times.json"
+    times = load_times(times_path)
     for nb, values in jobs:
-        out = out_dir / nb.name
-        print(f"[{values['profile']}] {nb.stem} ...", flush=True)
+        out, label = out_dir / nb.name, f"[{values['profile']}] {nb.stem}"
+        previous = times.get(nb.stem, {})
+        print(f"{label} ...", flush=True)
         try:
-            seconds = run(nb, out, values)
+            seconds, trained = run(nb, out, values, results_dir / "events.log", label,
+                                   previous.get("cold") or previous.get("warm"))
         except pm.PapermillExecutionError as err:
             print(f"error: {nb.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}).\n"
-                  f"The partial notebook is at {partial_path(out)}", file=sys.stderr)
+                  f"The partial notebook is at {partial_path(out)}; the last good page is kept.", file=sys.stderr)
             return 1
         total += seconds
-        print(f"[{values['profile']}] {nb.stem} done in {seconds:.1f} s", flush=True)
+        times.setdefault(nb.stem, {})["cold" if trained else "warm"] = round(seconds, 1)
+        save_times(times_path, times, out_dir / "run_times.md")
+        print(f"{label} done in {seconds:.1f} s ({'trained models' if trained else 'all models cached'})", flush=True)
     print(f"all {len(jobs)} notebook(s) done in {total:.1f} s")
     return 0
 

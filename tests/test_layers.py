@@ -180,3 +180,43 @@ def test_convblur_strided_equivalent_shares_weights():
     x = _rand(2, 3, 10, 10)
     with torch.no_grad():
         torch.testing.assert_close(block(x), strided(x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("pads", [(1, 1, 1, 1), (0, 1, 0, 1), (1, 2, 1, 2), (2, 3, 0, 4), (0, 0, 3, 0)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_circular_pad_equals_torch_and_keeps_memory_format(pads, channels_last):
+    x = torch.randn(2, 3, 6, 7, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = layers.circular_pad(x, pads)
+    assert torch.equal(out, F.pad(x, pads, mode="circular"))
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert torch.autograd.gradcheck(lambda z: layers.circular_pad(z, pads), (x.requires_grad_(),))
+
+
+def test_circular_pad_that_wraps_twice_is_an_error_but_maxblurpool_on_a_row_works():
+    with pytest.raises(ValueError, match="wraps more than once around a 1x8 map"):
+        layers.circular_pad(torch.zeros(1, 1, 1, 8), (0, 2, 0, 2))
+    pool, x = layers.MaxBlurPool(2, 2, pad_mode="circular"), torch.randn(1, 2, 1, 8)
+    assert torch.equal(pool(x), pool[1](pool[0](x)))
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "circular", "reflect"])
+def test_conv2d_equals_torch_conv_with_the_same_weights(padding_mode):
+    torch.manual_seed(0)
+    ours = layers.Conv2d(3, 4, 3, stride=2, padding=1, padding_mode=padding_mode)
+    ref = nn.Conv2d(3, 4, 3, stride=2, padding=1, padding_mode=padding_mode)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, 9, 8).contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("m", [2, 3, 4, 5, 7])
+def test_fused_circular_maxblurpool_equals_dense_max_then_blur(m):
+    pool = layers.MaxBlurPool(3, m, pad_mode="circular")
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64, requires_grad=True)
+    pool.double()
+    torch.testing.assert_close(pool(x), pool[1](pool[0](x)), rtol=0, atol=1e-12)
+    g_fused, = torch.autograd.grad(pool(x).square().sum(), x)
+    g_plain, = torch.autograd.grad(pool[1](pool[0](x)).square().sum(), x)
+    torch.testing.assert_close(g_fused, g_plain, rtol=0, atol=1e-12)

@@ -102,3 +102,14 @@ def test_fully_connected_head_sees_position_and_gap_head_does_not():
     assert "fc_input" not in models.ModelConfig().to_dict(), "default configs keep their cache keys"
     with pytest.raises(ValueError, match="divisible by the total stride 8"):
         models.ModelConfig(fc_input=30)
+
+
+@pytest.mark.parametrize("downsample,filt_size", [("max", 1), ("maxblur", 5), ("convblur", 3), ("strided", 1)])
+def test_channels_last_gives_the_same_function(downsample, filt_size):
+    """Training and evaluation run channels-last: the same weights give the same outputs as the default layout."""
+    torch.manual_seed(0)
+    net = models.build(models.ModelConfig(downsample=downsample, filt_size=filt_size, padding="circular")).eval()
+    x = torch.rand(4, 1, 32, 32)
+    plain = net(x)
+    fast = net.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)

@@ -62,3 +62,16 @@ def test_checkpoint_for_another_config_is_refused(tmp_path):
 def test_unknown_entry_lists_valid_names():
     with pytest.raises(KeyError, match="valid: baseline, baseline_aug, maxblur2"):
         zoo.full_config("densenet", **SMALL)
+
+
+def test_models_trained_side_by_side_equal_models_trained_alone(tmp_path):
+    """ensure() trains missing models in parallel worker processes, one CPU thread each; a model does
+    not depend on whether it was trained in a worker or in the calling process."""
+    size = dict(n_train=256, epochs=1)
+    trained = zoo.ensure([("baseline", 0), ("baseline", 1), ("baseline", 0)], cache_dir=tmp_path / "pool",
+                         workers=2, progress=False, **size)
+    assert trained == 2
+    assert zoo.ensure([("baseline", 1)], cache_dir=tmp_path / "pool", progress=False, **size) == 0
+    pooled, info = zoo.get("baseline", seed=1, cache_dir=tmp_path / "pool", progress=False, **size)
+    alone, _ = zoo.get("baseline", seed=1, cache_dir=tmp_path / "alone", progress=False, **size)
+    assert info["cached"] and torch.equal(_weights(pooled), _weights(alone))

@@ -24,11 +24,61 @@ def _check_pad_mode(pad_mode: str) -> str:
     return pad_mode
 
 
+class _CircularPad(torch.autograd.Function):
+    """Circular padding by concatenating edge slices (keeps channels-last memory, unlike F.pad), with a
+    backward that folds the padded border's gradient back onto the edges it copied."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, left: int, right: int, top: int, bottom: int) -> torch.Tensor:
+        ctx.pads = (left, right, top, bottom)
+        h, w = x.shape[-2:]
+        fmt = torch.channels_last if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
+            memory_format=torch.channels_last) else torch.contiguous_format
+        if left or right:
+            x = torch.cat([x[..., w - left:w], x, x[..., :right]], -1)
+        if top or bottom:
+            x = torch.cat([x[..., h - top:h, :], x, x[..., :bottom, :]], -2)
+        return x.contiguous(memory_format=fmt)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        left, right, top, bottom = ctx.pads
+        h, w = grad.shape[-2] - top - bottom, grad.shape[-1] - left - right
+        gw = grad[..., left:left + w].clone()
+        gw[..., w - left:] += grad[..., :left]
+        gw[..., :right] += grad[..., left + w:]
+        gh = gw[..., top:top + h, :].clone()
+        gh[..., h - top:, :] += gw[..., :top, :]
+        gh[..., :bottom, :] += gw[..., top + h:, :]
+        return gh, None, None, None, None
+
+
+def circular_pad(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
+    """x padded by (left, right, top, bottom) with wrap-around: equal to F.pad(x, pads, 'circular'), in x's memory format."""
+    h, w = x.shape[-2:]
+    left, right, top, bottom = pads
+    if max(left, right) > w or max(top, bottom) > h:
+        raise ValueError(f"circular padding {pads} wraps more than once around a {h}x{w} map")
+    return _CircularPad.apply(x, *pads)
+
+
 def pad2d(x: torch.Tensor, pads: tuple[int, int, int, int], mode: str) -> torch.Tensor:
     """Pad (left, right, top, bottom) with a named mode (zeros, reflect, replicate, circular)."""
     if not any(pads):
         return x
-    return F.pad(x, pads, mode="constant" if _check_pad_mode(mode) == "zeros" else mode)
+    if _check_pad_mode(mode) == "circular":
+        return circular_pad(x, pads)
+    return F.pad(x, pads, mode="constant" if mode == "zeros" else mode)
+
+
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d whose circular padding keeps channels-last memory (same weights, same outputs)."""
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if self.padding_mode != "circular":
+            return super()._conv_forward(x, weight, bias)
+        x = circular_pad(x, self._reversed_padding_repeated_twice)
+        return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
 
 
 def _check_size(size: int) -> int:
@@ -111,10 +161,21 @@ class DenseMax(nn.Module):
 
 
 class MaxBlurPool(nn.Sequential):
-    """BlurPool_m . Max_{2,1}; with filt_size 1 it equals MaxPool(2, 2) exactly."""
+    """BlurPool_m . Max_{2,1}; with filt_size 1 it equals MaxPool(2, 2) exactly.
+
+    With circular padding both pads fold into one: Max_{2,1}(pad_(lo, hi+1)(x)) = pad_(lo, hi)(Max_{2,1}(x)),
+    so the layer wraps the input once and runs max and blur unpadded (same output, one copy fewer)."""
 
     def __init__(self, channels: int, filt_size: int = 3, stride: int = 2, pad_mode: str = "reflect"):
         super().__init__(DenseMax(pad_mode), BlurPool(channels, filt_size, stride, pad_mode))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dense, blur = self[0], self[1]
+        lo, hi = blur_pads(blur.filt_size)[:2]
+        if blur.pad_mode != "circular" or blur.filt_size == 1 or min(x.shape[-2:]) <= hi:
+            return blur(dense(x))
+        x = F.max_pool2d(circular_pad(x, (lo, hi + 1, lo, hi + 1)), kernel_size=2, stride=1)
+        return F.conv2d(x, blur.kernel, stride=blur.stride, groups=blur.channels)
 
 
 class ConvBlurPool(nn.Sequential):
@@ -123,7 +184,7 @@ class ConvBlurPool(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, filt_size: int = 3, stride: int = 2,
                  pad_mode: str = "reflect", kernel_size: int = 3, conv_padding: str = "zeros"):
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
+            Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
                       padding_mode=conv_padding, bias=False),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),

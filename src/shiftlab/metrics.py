@@ -17,7 +17,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> 
     """Logits of model on x, in eval mode, batched, on the model's device; returned on the CPU."""
     model.eval()
     device = next(model.parameters()).device
-    return torch.cat([model(x[i:i + batch_size].to(device)).float().cpu()
+    return torch.cat([model(x[i:i + batch_size].to(device, memory_format=torch.channels_last)).float().cpu()
                       for i in range(0, len(x), batch_size)])
 
 

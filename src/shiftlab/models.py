@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .layers import FILTER_SIZES, BlurPool, ConvBlurPool, MaxBlurPool
+from .layers import FILTER_SIZES, BlurPool, Conv2d, ConvBlurPool, MaxBlurPool
 
 DOWNSAMPLE_KINDS = ("max", "maxblur", "strided", "convblur", "avg", "blur")
 ARCHS = ("vgg", "resnet")
@@ -76,7 +76,7 @@ class ConvBNReLU(nn.Sequential):
 
     def __init__(self, cin: int, cout: int, padding: str, stride: int = 1):
         super().__init__(
-            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, padding_mode=padding, bias=False),
+            Conv2d(cin, cout, 3, stride=stride, padding=1, padding_mode=padding, bias=False),
             nn.BatchNorm2d(cout),
             nn.ReLU(inplace=True),
         )
@@ -146,7 +146,7 @@ class BasicBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             ConvBNReLU(cin, cout, padding, stride=2),
-            nn.Conv2d(cout, cout, 3, padding=1, padding_mode=padding, bias=False),
+            Conv2d(cout, cout, 3, padding=1, padding_mode=padding, bias=False),
             nn.BatchNorm2d(cout),
         )
         self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=2, bias=False), nn.BatchNorm2d(cout))

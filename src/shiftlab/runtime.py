@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 DEVICES = ("auto", "cpu", "cuda")
+EVENTS_ENV = "SHIFTLAB_EVENTS"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -33,7 +34,21 @@ def seed_everything(seed: int) -> None:
 
 def set_threads(n: int | None = None) -> None:
     """Use n CPU threads for torch (default: every core this process may use)."""
-    torch.set_num_threads(n or len(os.sched_getaffinity(0)))
+    torch.set_num_threads(n or cpu_count())
+
+
+def cpu_count() -> int:
+    """The cores this process may use."""
+    return len(os.sched_getaffinity(0))
+
+
+def report(event: str) -> None:
+    """Append one line to the run's event log ($SHIFTLAB_EVENTS, set by scripts/run_notebooks.py), which the
+    driver shows live; a no-op outside a driver run. One short write per line, so workers never interleave."""
+    path = os.environ.get(EVENTS_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(event.replace("\n", " ") + "\n")
 
 
 def _is_project(folder: Path) -> bool:

@@ -1,12 +1,15 @@
 """Deterministic training on in-memory tensors with batched shift augmentation.
 
 SGD with Nesterov momentum under a one-cycle schedule: short runs end at a small learning rate,
-so models trained for one or two epochs can be compared with each other.
+so models trained for one or two epochs can be compared with each other. Batches and weights are
+channels-last (the layout oneDNN's convolutions, pooling and depthwise blur are fastest in on a CPU);
+the model is returned in the default layout.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +20,7 @@ from . import shifts as sh
 from .data import Canvas, place_on_canvas
 
 AUGMENTS = ("none", "roll", "crop")
+CHANNELS_LAST = torch.channels_last
 
 
 @dataclass(frozen=True)
@@ -63,10 +67,12 @@ def augment_batch(x: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torc
 
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-          device: torch.device | str = "cpu", progress: bool = True, desc: str = "train") -> list[dict]:
-    """Train model in place on (x, y); returns per-epoch {'epoch', 'loss', 'train_acc', 'seconds'}."""
+          device: torch.device | str = "cpu", progress: bool = True, desc: str = "train",
+          on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+    """Train model in place on (x, y); returns per-epoch {'epoch', 'loss', 'train_acc', 'seconds'}
+    (also passed to on_epoch as each epoch ends)."""
     g = torch.Generator().manual_seed(cfg.seed)
-    model.to(device).train()
+    model.to(device, memory_format=CHANNELS_LAST).train()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
                           weight_decay=cfg.weight_decay)
     steps = -(-len(x) // cfg.batch_size)
@@ -80,7 +86,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
                    leave=False, mininterval=1.0)
         for step in bar:
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            xb = augment_batch(x[idx], cfg, g).to(device)
+            xb = augment_batch(x[idx], cfg, g).to(device, memory_format=CHANNELS_LAST)
             yb = y[idx].to(device)
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
@@ -92,5 +98,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
             correct += (logits.argmax(1) == yb).sum().item()
         history.append({"epoch": epoch + 1, "loss": total_loss / len(x), "train_acc": correct / len(x),
                         "seconds": time.perf_counter() - start})
-    model.eval()
+        if on_epoch:
+            on_epoch(history[-1])
+    model.to(memory_format=torch.contiguous_format).eval()
     return history

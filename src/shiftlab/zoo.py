@@ -4,23 +4,30 @@ A cached model lives at ``<cache_dir>/<name>-<key>.pt`` where key is the SHA-256
 configuration (architecture, training, data, library version). The file stores the weights as
 bytes together with their SHA-256, is written to a temporary file and renamed, and is retrained
 (with a warning) when it is truncated, corrupt, or was written for another configuration.
+
+Training runs one CPU thread per model, so a model's weights do not depend on how many cores the
+machine has, and ``ensure`` trains the missing models of a chapter side by side, one worker process
+per core: small convolutions use one core far better than two.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import multiprocessing
 import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from . import __version__
 from .data import Canvas, load
 from .results import atomic_write_bytes
 from .models import ModelConfig, VGGLike, build
-from .runtime import seed_everything
+from .runtime import cpu_count, report, seed_everything
 from .train import TrainConfig, train
 
 
@@ -154,30 +161,93 @@ def load_checkpoint(path: Path, config: dict) -> tuple[VGGLike, list[dict]]:
     return model.eval(), blob["history"]
 
 
+def model_path(cache_dir: str | Path, config: dict) -> Path:
+    """Where the model of a full configuration is cached."""
+    return Path(cache_dir) / f"{config['name']}-{cache_key(config)}.pt"
+
+
+def _cached(path: Path, config: dict) -> tuple[VGGLike, list[dict]] | None:
+    """The cached model and history, or None (with a warning when a file exists but is unusable)."""
+    if not path.exists():
+        return None
+    try:
+        return load_checkpoint(path, config)
+    except CacheError as err:
+        warnings.warn(f"retraining {config['name']}: {err}", stacklevel=3)
+        return None
+
+
+def _train_to_cache(config: dict, path: str, device: str = "cpu", progress: bool = False) -> float:
+    """Train the model of a full configuration on one CPU thread and cache it; returns training seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        tcfg = train_config(config)
+        split = load(config["data"]["dataset"], "train").subset(config["data"]["n_train"], tcfg.seed)
+        x = split.as_float(None if tcfg.canvas else config["data"]["image_size"])
+        seed_everything(tcfg.seed)
+        model = build(ModelConfig(**config["model"]))
+        label = f"{config['name']} seed {tcfg.seed}"
+        report(f"train {label}: {tcfg.epochs} epochs x {len(x)} images")
+        history = train(model, x, split.labels, tcfg, device=device, progress=progress, desc=label,
+                        on_epoch=lambda h: report(f"train {label}: epoch {h['epoch']}/{tcfg.epochs} "
+                                                  f"in {h['seconds']:.0f} s, train acc {h['train_acc']:.3f}"))
+        save_checkpoint(Path(path), model.cpu(), config, history)
+        return sum(h["seconds"] for h in history)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def ensure(requests: list[tuple[str, int]], *, n_train: int, epochs: int, cache_dir: str | Path = "results/cache",
+           device: torch.device | str = "cpu", workers: int | None = None, progress: bool = True) -> int:
+    """Train every (name, seed) of requests that is not cached yet, `workers` at a time (default: one per
+    core; on a GPU one after the other); returns how many were trained."""
+    configs = {(name, seed): full_config(name, n_train, epochs, seed) for name, seed in dict.fromkeys(requests)}
+    missing = [c for c in configs.values() if _cached(model_path(cache_dir, c), c) is None]
+    if not missing:
+        return 0
+    workers = min(len(missing), workers or cpu_count())
+    bar = tqdm(total=len(missing), desc=f"training {len(missing)} model(s) on {workers} worker(s)",
+               disable=not progress, mininterval=1.0)
+    if torch.device(device).type != "cpu" or workers == 1:
+        for c in missing:
+            _train_to_cache(c, str(model_path(cache_dir, c)), str(device), progress)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            jobs = [pool.submit(_train_to_cache, c, str(model_path(cache_dir, c))) for c in missing]
+            for job in as_completed(jobs):
+                job.result()
+                bar.update()
+    bar.close()
+    return len(missing)
+
+
 def get(name: str, *, n_train: int, epochs: int, seed: int = 0, cache_dir: str | Path = "results/cache",
         device: torch.device | str = "cpu", progress: bool = True) -> tuple[VGGLike, dict]:
     """The trained zoo model `name` for this size and seed: loaded from cache, else trained and cached.
-    Returns (model in eval mode on device, info with config, history, cache path and whether it was cached)."""
+    Returns (model in eval mode on device, info with config, key, history, cache path and whether it was cached)."""
     config = full_config(name, n_train, epochs, seed)
-    path = Path(cache_dir) / f"{name}-{cache_key(config)}.pt"
-    if path.exists():
-        try:
-            model, history = load_checkpoint(path, config)
-            return model.to(device), {"config": config, "history": history, "path": str(path), "cached": True}
-        except CacheError as err:
-            warnings.warn(f"retraining {name}: {err}", stacklevel=2)
-    tcfg = train_config(config)
-    split = load(config["data"]["dataset"], "train").subset(config["data"]["n_train"], seed)
-    x = split.as_float(None if tcfg.canvas else config["data"]["image_size"])
-    seed_everything(seed)
-    model = build(ModelConfig(**config["model"]))
-    history = train(model, x, split.labels, tcfg, device=device,
-                    progress=progress, desc=name)
-    save_checkpoint(path, model.cpu(), config, history)
-    return model.to(device).eval(), {"config": config, "history": history, "path": str(path), "cached": False}
+    path = model_path(cache_dir, config)
+    found = _cached(path, config)
+    cached = found is not None
+    if not cached:
+        ensure([(name, seed)], n_train=n_train, epochs=epochs, cache_dir=cache_dir, device=device, progress=progress)
+        found = load_checkpoint(path, config)
+    model, history = found
+    return model.to(device, memory_format=torch.channels_last).eval(), {"config": config, "key": cache_key(config), "history": history,
+                                     "path": str(path), "cached": cached}
 
 
 def for_chapter(name: str, cfg, device: torch.device | str, seed: int | None = None) -> tuple[VGGLike, dict]:
     """``get`` with the size, seed and cache folder of a chapter's validated parameters (seed overridable)."""
     return get(name, n_train=cfg.n_train, epochs=cfg.epochs, seed=cfg.seed if seed is None else seed,
                cache_dir=cfg.cache_dir, device=device)
+
+
+def prepare(cfg, device: torch.device | str, names: list[str], seeds=None) -> int:
+    """Train, side by side, every zoo model a chapter will ask for (names x seeds, default: the chapter's
+    seed) that is not cached yet; returns how many were trained."""
+    seeds = [cfg.seed] if seeds is None else list(seeds)
+    return ensure([(name, seed) for name in names for seed in seeds], n_train=cfg.n_train, epochs=cfg.epochs,
+                  cache_dir=cfg.cache_dir, device=device)
