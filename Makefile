@@ -6,7 +6,9 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.shiftlab-installed
 PREPARE := $(PY) -c "import sys, shiftlab.data as d; d.prepare_fashion_mnist(download='--download' in sys.argv)"
 
-.PHONY: setup data book notebooks site test lab clean clean-cache
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+
+.PHONY: setup data browser book notebooks site test bench lab clean clean-cache
 
 setup: $(STAMP) data
 
@@ -23,9 +25,20 @@ data: $(STAMP)
 	@$(PREPARE) 2>/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian's dataset-fashion-mnist"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null || true; \
+	    $(APT_INSTALL) dataset-fashion-mnist >/dev/null 2>&1 || \
+	      { apt-get update -qq && $(APT_INSTALL) dataset-fashion-mnist >/dev/null; } || true; \
 	  fi; \
 	  $(PREPARE) --download; }
+
+# The browser tests' Chromium and ChromeDriver: Debian's packages, installed here when we are root
+# and apt-get exists, as `data` installs the dataset; otherwise the tests name the command to run.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium and chromium-driver"; \
+	    $(APT_INSTALL) chromium chromium-driver >/dev/null 2>&1 || \
+	      { apt-get update -qq && $(APT_INSTALL) chromium chromium-driver >/dev/null; } || true; \
+	  fi; }
 
 book: notebooks site
 
@@ -36,8 +49,11 @@ site: setup
 	$(VENV)/bin/jupyter-book build . --all -W --keep-going
 	@echo "open _build/html/index.html"
 
-test: setup
+test: setup browser
 	$(PY) -m pytest
+
+bench: setup
+	$(PY) scripts/benchmark.py
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
