@@ -232,7 +232,7 @@ def get(name: str, *, n_train: int, epochs: int, seed: int = 0, cache_dir: str |
     found = _cached(path, config)
     cached = found is not None
     if not cached:
-        ensure([(name, seed)], n_train=n_train, epochs=epochs, cache_dir=cache_dir, device=device, progress=progress)
+        _train_to_cache(config, str(path), str(device), progress)
         found = load_checkpoint(path, config)
     model, history = found
     return model.to(device, memory_format=torch.channels_last).eval(), {"config": config, "key": cache_key(config), "history": history,
