@@ -60,7 +60,7 @@ def test_checkpoint_for_another_config_is_refused(tmp_path):
 
 
 def test_unknown_entry_lists_valid_names():
-    with pytest.raises(KeyError, match="valid: baseline, baseline_aug, maxblur2"):
+    with pytest.raises(KeyError, match="valid: baseline, baseline_aug, baseline_zeros, maxblur2"):
         zoo.full_config("densenet", **SMALL)
 
 
@@ -75,3 +75,12 @@ def test_models_trained_side_by_side_equal_models_trained_alone(tmp_path):
     pooled, info = zoo.get("baseline", seed=1, cache_dir=tmp_path / "pool", progress=False, **size)
     alone, _ = zoo.get("baseline", seed=1, cache_dir=tmp_path / "alone", progress=False, **size)
     assert info["cached"] and torch.equal(_weights(pooled), _weights(alone))
+
+
+def test_antialiased_names_every_arm_of_chapter_7_and_refuses_the_rest():
+    assert [zoo.antialiased(1), zoo.antialiased(5, True), zoo.antialiased(5, padding="zeros")] == \
+        ["baseline", "maxblur5_aug", "maxblur5_zeros"]
+    assert zoo.ENTRIES["maxblur5_zeros"].model.padding == "zeros"
+    assert zoo.ENTRIES["canvas_center_zeros"].model.fc_input == 0
+    with pytest.raises(ValueError, match="valid: padding 'circular'"):
+        zoo.antialiased(3, True, "zeros")

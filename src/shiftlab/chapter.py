@@ -39,3 +39,15 @@ def glue(name: str, value: Any) -> None:
     if hasattr(value, "item"):
         value = value.item()
     _glue(name, value, display=False)
+
+
+def verdicts(found: list) -> pd.DataFrame:
+    """Glue every finding for the prose (``<key>``: its sentence, ``<key>_verdict``, ``<key>_means``:
+    the interpretation for the verdict measured) and return the reader's table of them."""
+    from . import findings
+
+    for f in found:
+        glue(f.key, f.sentence())
+        glue(f"{f.key}_verdict", f.verdict)
+        glue(f"{f.key}_means", f.meaning())
+    return findings.table(found)

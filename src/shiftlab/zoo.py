@@ -48,7 +48,8 @@ RESNET = ModelConfig(arch="resnet", downsample="strided", padding="circular")
 
 
 def _registry() -> dict[str, Entry]:
-    """baseline (MaxPool = MaxBlurPool with filter 1), maxblur2..maxblur7, each also with an _aug twin."""
+    """baseline (MaxPool = MaxBlurPool with filter 1), maxblur2..maxblur7, each also with an _aug twin
+    and a zero-padded (_zeros, Zhang's setting) twin."""
     entries = {}
     for m in range(1, 8):
         name = "baseline" if m == 1 else f"maxblur{m}"
@@ -57,6 +58,8 @@ def _registry() -> dict[str, Entry]:
         entries[name] = Entry(model, description=f"{what}, circular padding, widths 16-32-64, no augmentation")
         entries[f"{name}_aug"] = Entry(model, augment="roll",
                                        description=f"{what}, trained with random circular shifts of up to 4 px")
+        entries[f"{name}_zeros"] = Entry(replace(model, padding="zeros"),
+                                         description=f"{what}, zero padding, widths 16-32-64, no augmentation")
     entries["resnet"] = Entry(RESNET, description="ResNet-like, 3 strided residual stages, circular padding, no augmentation")
     entries.update(_canvas_registry())
     return entries
@@ -77,6 +80,9 @@ def _canvas_registry() -> dict[str, Entry]:
                               description="VGG-like with a fully connected head, objects centred with Gaussian jitter (sigma 3 px)"),
         "canvas_uniform_fc": Entry(vgg_fc, canvas=anywhere,
                                    description="VGG-like with a fully connected head, objects of 14-28 px anywhere"),
+        # the control for the head: global pooling with the fully connected nets' zero padding
+        "canvas_center_zeros": Entry(replace(VGG_MAX, padding="zeros"), canvas=Canvas(64, 14, 28, "center"),
+                                     description="VGG-like, global pooling, zero padding, objects centred"),
         "canvas_center_circular": Entry(vgg, canvas=Canvas(64, 14, 28, "center"),
                                         description="VGG-like, circular padding, objects centred"),
         "canvas_fixed_size": Entry(vgg, canvas=Canvas(64, 28, 28, "uniform"),
@@ -92,10 +98,14 @@ def _canvas_registry() -> dict[str, Entry]:
 ENTRIES: dict[str, Entry] = _registry()
 
 
-def antialiased(filt_size: int, augment: bool = False) -> str:
-    """The zoo name of the circular VGG with MaxBlurPool filter m (m = 1 is the MaxPool baseline)."""
+def antialiased(filt_size: int, augment: bool = False, padding: str = "circular") -> str:
+    """The zoo name of the VGG with MaxBlurPool filter m (m = 1 is the MaxPool baseline), trained with
+    shifts or not, with circular or (not augmented) zero padding."""
+    if padding not in ("circular", "zeros") or (augment and padding == "zeros"):
+        raise ValueError(f"antialiased(augment={augment}, padding={padding!r}) is not in the zoo; valid: "
+                         "padding 'circular' with or without augmentation, or 'zeros' without")
     name = "baseline" if filt_size == 1 else f"maxblur{filt_size}"
-    return f"{name}_aug" if augment else name
+    return f"{name}_aug" if augment else f"{name}_zeros" if padding == "zeros" else name
 
 
 def canvas_stages(stages: int) -> str:

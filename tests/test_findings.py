@@ -1,0 +1,92 @@
+"""The verdict rule: intervals, verdicts, records and the check of stated claims."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from shiftlab import findings, results
+from shiftlab.findings import REPRODUCED, REVERSED, UNRESOLVED
+
+
+@pytest.mark.parametrize("low, high, expected", [(0.01, 0.2, REPRODUCED), (-0.3, -0.1, REVERSED),
+                                                 (-0.1, 0.2, UNRESOLVED), (0.0, 0.1, UNRESOLVED)])
+def test_verdict_is_decided_by_the_sign_of_the_whole_interval(low, high, expected):
+    assert findings.verdict(low, high) == expected
+
+
+@pytest.mark.parametrize("df, expected", [(1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (100, 1.984)])
+def test_t_quantile_matches_the_printed_table(df, expected):
+    assert findings.t_quantile(df) == pytest.approx(expected, abs=2e-3)
+
+
+def test_t_interval_by_hand():
+    mean, low, high = findings.t_interval([1.0, 2.0, 3.0])  # sd 1, n 3: half width 4.303 / sqrt(3)
+    assert mean == 2.0
+    assert high - mean == pytest.approx(4.3027 / math.sqrt(3), abs=1e-3)
+    assert mean - low == pytest.approx(high - mean)
+
+
+def test_one_seed_resolves_nothing():
+    f = findings.by_seed("k", "claim", [0.5])
+    assert (f.low, f.high) == (-math.inf, math.inf) and f.verdict == UNRESOLVED
+
+
+def test_bootstrap_interval_covers_the_mean_and_shrinks_with_n():
+    rng = np.random.default_rng(1)
+    small = findings.bootstrap_interval(rng.normal(0.1, 1, 100))
+    large = findings.bootstrap_interval(rng.normal(0.1, 1, 10000))
+    assert small[1] < small[0] < small[2]
+    assert large[2] - large[1] < (small[2] - small[1]) / 5
+    assert findings.by_image("k", "c", rng.normal(0.1, 1, 10000)).verdict == REPRODUCED
+
+
+def test_a_constant_difference_is_decided_without_width():
+    assert findings.by_image("k", "c", [-0.02] * 50).verdict == REVERSED
+
+
+def test_sentence_and_meaning_follow_the_verdict():
+    f = findings.by_seed("k", "Consistency rises", [0.04, 0.05, 0.045],
+                         means={REPRODUCED: "Blur helps.", REVERSED: "Blur hurts."})
+    assert f.verdict == REPRODUCED
+    assert f.sentence().startswith("Consistency rises: reproduced (effect +4.50 pp [")
+    assert f.meaning() == "Blur helps."
+    g = findings.by_seed("k", "c", [0.04, -0.05, 0.01], means={REPRODUCED: "Blur helps."})
+    assert g.meaning() == g.sentence()
+
+
+def test_bad_units_and_meanings_are_refused_by_name():
+    with pytest.raises(ValueError, match="valid: 'pp', ''"):
+        findings.Finding("k", "c", 0, 0, 0, "m", unit="%")
+    with pytest.raises(ValueError, match="reproduced"):
+        findings.Finding("k", "c", 0, 0, 0, "m", means={"yes": "x"})
+
+
+def test_records_round_trip_through_a_results_file(tmp_path):
+    found = [findings.by_seed("a", "A", [0.1, 0.2]), findings.by_seed("b", "B", [0.1]), findings.by_image("c", "C", [1, 2, 3])]
+    results.save(tmp_path, "07_x", "smoke", {}, {"verdicts": findings.save_all(found)})
+    back = [f for _, f in findings.load_all(tmp_path)]
+    assert [(f.key, f.verdict) for f in back] == [(f.key, f.verdict) for f in found]
+    assert back[1].high == math.inf
+    doc = json.loads((tmp_path / "07_x.json").read_text())
+    assert doc["metrics"]["verdicts"][0]["verdict"] == found[0].verdict
+
+
+def test_repeated_keys_are_refused():
+    f = findings.by_seed("a", "A", [0.1, 0.2])
+    with pytest.raises(ValueError, match="repeat"):
+        findings.save_all([f, f])
+
+
+def test_disagreements_fail_only_on_contradicted_or_missing_claims():
+    found = {"a": REPRODUCED, "b": UNRESOLVED, "c": REVERSED, "new": REPRODUCED}
+    stated = {"a": REPRODUCED, "b": REPRODUCED, "c": UNRESOLVED, "gone": REVERSED}
+    failures, new = findings.disagreements(found, stated)
+    assert failures == ["gone: stated 'reversed', not measured", "b: stated 'reproduced', measured 'not resolved at this budget'"]
+    assert new == ["new"]
+
+
+def test_table_reads_as_words():
+    t = findings.table([findings.by_seed("a", "Consistency rises", [0.1, 0.12], paper="+1.7 pp")])
+    assert list(t.columns) == ["paper", "measured (95 % interval)", "verdict", "method"]
+    assert t.loc["Consistency rises", "paper"] == "+1.7 pp"
