@@ -229,13 +229,48 @@ def test_aliased_fraction_of_blurred_noise_matches_filter_response():
         assert metrics.aliased_fraction(blurred).mean().item() == pytest.approx(1 - g.item() ** 2, abs=0.01)
 
 
-@pytest.mark.parametrize("stride", [1, 2, 4, 8])
-def test_upsampled_shift_distance_equals_brute_force_upsampling(stride):
-    """The small-map formula equals upsampling both maps to the input size and rolling there."""
-    g = torch.Generator().manual_seed(stride)
-    f, ref = torch.rand(3, 5, 32 // stride, 32 // stride, generator=g), torch.rand(3, 5, 32 // stride, 32 // stride, generator=g)
-    up = lambda t: t.repeat_interleave(stride, -2).repeat_interleave(stride, -1)
-    for dy, dx in [(0, 0), (1, 0), (0, 3), (5, 7), (13, 2), (31, 30)]:
-        brute = 1 - F.cosine_similarity(up(f).flatten(1), torch.roll(up(ref), (dy, dx), (-2, -1)).flatten(1), dim=1)
-        fast = metrics.upsampled_shift_distance(f, ref, stride, dy, dx)
-        assert torch.allclose(fast, brute.clamp_min(0), atol=1e-6), (stride, dy, dx)
+def test_fourier_shift_by_whole_cells_is_a_roll():
+    f = _rand(2, 3, 8, 6, seed=3)
+    for ty, tx in [(0, 0), (1, 0), (3, 5), (-2, 1)]:
+        torch.testing.assert_close(metrics.fourier_shift(f, ty, tx), torch.roll(f, (ty, tx), (-2, -1)), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_fourier_shift_distance_is_zero_for_a_band_limited_map_at_every_shift(stride):
+    """x band-limited below the coarse Nyquist: x[::s] of roll(x, d) is the band-limited shift of x[::s] by d/s."""
+    n = 32
+    i = torch.arange(n, dtype=torch.float64)
+    x = (torch.cos(2 * torch.pi * (2 * i[:, None] + 3 * i[None, :]) / n + 0.4)
+         + 0.5 * torch.sin(2 * torch.pi * i[:, None] / n))[None, None].float()
+    ref = x[..., ::stride, ::stride]
+    for dy, dx in [(1, 0), (0, 1), (1, 3), (5, 2)]:
+        f = torch.roll(x, (dy, dx), (-2, -1))[..., ::stride, ::stride]
+        assert metrics.fourier_shift_distance(f, ref, stride, dy, dx).item() < 1e-5, (stride, dy, dx)
+        nearest = ref.repeat_interleave(stride, -2).repeat_interleave(stride, -1)
+        up_f = f.repeat_interleave(stride, -2).repeat_interleave(stride, -1)
+        blocky = 1 - F.cosine_similarity(up_f.flatten(1), torch.roll(nearest, (dy, dx), (-2, -1)).flatten(1)).item()
+        assert blocky > 1e-3  # what nearest upsampling would report for the same alias-free map
+
+
+def test_fourier_shift_distance_sees_aliasing():
+    """A cosine above the coarse Nyquist folds: its subsampled map moves the wrong way, the distance is large."""
+    n, stride = 32, 2
+    i = torch.arange(n, dtype=torch.float64)
+    x = torch.cos(2 * torch.pi * 11 * i[None, :] / n).expand(n, n)[None, None].float()
+    f = torch.roll(x, (0, 1), (-2, -1))[..., ::stride, ::stride]
+    assert metrics.fourier_shift_distance(f, x[..., ::stride, ::stride], stride, 0, 1).item() > 0.5
+
+
+def test_agreement_is_the_per_image_consistency():
+    n, h, w, m = 30, 10, 12, 4
+    x = torch.zeros(n, 1, h, w)
+    x[torch.arange(n), 0, torch.arange(n) % h, (3 * torch.arange(n)) % w] = 1.0
+    agree = metrics.agreement(_BrightestColumnHalf(), x, "roll", m, seed=2)
+    assert agree.dtype == torch.bool and agree.shape == (n,)
+    assert agree.float().mean().item() == metrics.consistency(_BrightestColumnHalf(), x, "roll", m, seed=2)
+
+
+def test_flips_per_image_by_hand():
+    preds = torch.tensor([[0, 0, 1, 1, 0], [2, 2, 2, 2, 2]])
+    assert metrics.flips_per_image(preds).tolist() == [0.5, 0.0]
+    assert metrics.flip_rate(preds) == 0.25

@@ -1,5 +1,7 @@
 """Notebook hygiene, the papermill driver's errors, and a smoke run of every notebook."""
+import ast
 import json
+import re
 import subprocess
 import sys
 
@@ -111,6 +113,56 @@ def test_every_chapter_reports_its_measurements(smoke_run):
     scale = _metrics(smoke_run, "04_scale")
     assert {r["size (px)"] for r in scale["sizes"]} == {12, 13, 20, 21, 28, 29, 34, 35}
     runs = _metrics(smoke_run, "07_consistency_vs_filter")["runs"]
-    assert len(runs) == 2 * 2 * 2 and all(0 <= r["consistency (crop)"] <= 1 for r in runs)
+    arms = {(r["filter size"], r["padding"], r["augmentation"]) for r in runs}
+    assert arms == {(1, "circular", "none"), (3, "circular", "none"), (1, "zeros", "none"), (3, "zeros", "none"),
+                    (1, "circular", "shifts")}
+    assert len(runs) == len(arms) * 2 and all(0 <= r["consistency (crop)"] <= 1 for r in runs)
     flips = _metrics(smoke_run, "08_robustness")["flip_rate"]
-    assert len(flips) == 4 * 2 and all(0 <= r["flip rate"] <= 1 for r in flips)
+    assert len(flips) == 3 * 2 * 2 and all(0 <= r["flip rate"] <= 1 for r in flips)
+
+
+def _parameters_cell(path) -> dict:
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    return {t.targets[0].id: ast.literal_eval(t.value) for t in ast.parse(cell.source).body}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_defaults_equal_the_book_profile(path):
+    """Run by hand (JupyterLab), a chapter computes what the site shows."""
+    book = params.notebook_parameters(params.load_profile("book", ROOT / "params"), path.stem)
+    defaults = _parameters_cell(path)
+    differ = {k: (defaults[k], v) for k, v in book.items() if k in defaults and defaults[k] != v}
+    assert not differ, f"parameters cell (default, book profile): {differ}"
+
+
+TYPED_CONCLUSIONS = ("buys consistency", "curves are flatter", "closer to equivariant", "darkens the rest",
+                     "at every size", "follows the same pattern", "regenerate it", "worse on a uniform background",
+                     "the mean curve is smooth", "restores much of", "reduces it", "unlike Zhang", "chapter 11",
+                     "is more robust", "does not buy")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + sorted((ROOT / "book").glob("*.md")), ids=lambda p: p.stem)
+def test_no_typed_conclusions(path):
+    """Conclusions are glued from verdicts, never typed: the phrases a reviewer found typed stay out of the prose."""
+    if path.suffix == ".ipynb":
+        text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+    else:
+        text = path.read_text()
+    found = [p for p in TYPED_CONCLUSIONS if p.lower() in text.lower()]
+    assert not found, f"typed conclusions in the prose: {found}"
+
+
+def test_prose_glues_only_verdicts_that_exist(smoke_run):
+    """Every verdict key a chapter's prose glues is measured by that chapter, and every chapter that
+    decides claims says what they mean from a glued verdict."""
+    deciding = [p for p in NOTEBOOKS if p.stem.split("_")[0] not in ("00", "99")]
+    for path in deciding:
+        doc = results.load(smoke_run / "results" / "smoke" / f"{path.stem}.json")
+        keys = {v["key"] for v in doc["metrics"].get("verdicts", [])}
+        assert keys, f"{path.stem} records no verdicts"
+        markdown = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+        glued = {re.sub(r"_(verdict|means)$", "", k) for k in re.findall(r"\{glue:text\}`(ch\d\d_[a-z0-9_]+)", markdown)}
+        assert glued <= keys, f"{path.stem} glues verdicts it does not measure: {sorted(glued - keys)}"
+        meaning = markdown.split("**What it means.**")[-1].split("\n\n")[0] if "**What it means.**" in markdown else ""
+        assert "_means`" in meaning or "_verdict`" in meaning, f"{path.stem}: 'What it means' is not glued from a verdict"

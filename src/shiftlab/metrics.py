@@ -4,6 +4,8 @@ Notation: f(x) is the softmax output, y(x) = argmax_k f_k(x).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -65,14 +67,20 @@ def equivariance_error(fn, x: torch.Tensor, dy: int, dx: int) -> float:
     return min(relative_change(sh.roll(ref, ky, kx), moved) for ky in range(h) for kx in range(w))
 
 
-def consistency(model: nn.Module, x: torch.Tensor, kind: str = "roll", max_shift: int = 4,
-                seed: int = 0, batch_size: int = 128) -> float:
-    """Zhang consistency: P[argmax f(shift_a x) == argmax f(shift_b x)], a, b ~ U{-m..m}^2 drawn per image."""
+def agreement(model: nn.Module, x: torch.Tensor, kind: str = "roll", max_shift: int = 4,
+              seed: int = 0, batch_size: int = 128) -> torch.Tensor:
+    """Per image 1[argmax f(shift_a x) == argmax f(shift_b x)], a, b ~ U{-m..m}^2 drawn per image from seed."""
     g = torch.Generator().manual_seed(seed)
     a, b = sh.random_offsets(len(x), max_shift, g), sh.random_offsets(len(x), max_shift, g)
     pred_a = predict_logits(model, sh.shift(x, *a, kind), batch_size).argmax(1)
     pred_b = predict_logits(model, sh.shift(x, *b, kind), batch_size).argmax(1)
-    return (pred_a == pred_b).float().mean().item()
+    return pred_a == pred_b
+
+
+def consistency(model: nn.Module, x: torch.Tensor, kind: str = "roll", max_shift: int = 4,
+                seed: int = 0, batch_size: int = 128) -> float:
+    """Zhang consistency: P[argmax f(shift_a x) == argmax f(shift_b x)], a, b ~ U{-m..m}^2 drawn per image."""
+    return agreement(model, x, kind, max_shift, seed, batch_size).float().mean().item()
 
 
 @torch.no_grad()
@@ -88,9 +96,14 @@ def diagonal_path_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ma
     return {"p_true": torch.stack(p_true, 1), "pred": torch.stack(pred, 1)}
 
 
+def flips_per_image(preds: torch.Tensor) -> torch.Tensor:
+    """Per sequence of (N, J) predictions: mean over j = 2..J of 1[y_j != y_(j-1)]."""
+    return (preds[:, 1:] != preds[:, :-1]).float().mean(1)
+
+
 def flip_rate(preds: torch.Tensor) -> float:
     """Frame-to-frame flip rate of (N, J) predictions along sequences: mean 1[y_j != y_(j-1)], j = 2..J."""
-    return (preds[:, 1:] != preds[:, :-1]).float().mean().item()
+    return flips_per_image(preds).mean().item()
 
 
 @torch.no_grad()
@@ -127,36 +140,50 @@ def tile_periodic(grid: torch.Tensor, size: int) -> torch.Tensor:
     return grid.repeat(reps, reps)[:size, :size]
 
 
-def upsampled_shift_distance(f: torch.Tensor, ref: torch.Tensor, stride: int, dy: int, dx: int) -> torch.Tensor:
-    """Per image 1 - cos(U f, roll(U ref, (dy, dx))), U = nearest upsampling by `stride` (each cell
-    repeated stride x stride), computed on the small maps: with d = s q + r per axis, roll(U ref, d) is
-    U roll(ref, q) moved by r < s, so each cell of f meets 4 rolled neighbours with weights (s-r) and r."""
-    s = stride
-    (qy, ry), (qx, rx) = divmod(dy, s), divmod(dx, s)
-    r0 = torch.roll(ref, (qy, qx), dims=(-2, -1))
-    r_x, r_y = torch.roll(r0, 1, dims=-1), torch.roll(r0, 1, dims=-2)
-    r_xy = torch.roll(r_y, 1, dims=-1)
-    mixed = ((s - ry) * (s - rx) * r0 + (s - ry) * rx * r_x + ry * (s - rx) * r_y + ry * rx * r_xy)
-    dot = (f * mixed).flatten(1).sum(1)
-    norms = (s * s) * f.flatten(1).norm(dim=1) * ref.flatten(1).norm(dim=1)
-    return (1 - dot / norms.clamp_min(1e-12)).clamp_min(0.0)
+def fourier_shift(f: torch.Tensor, ty: float, tx: float, spectrum: torch.Tensor | None = None) -> torch.Tensor:
+    """Band-limited (sinc) circular shift of the last two axes by (ty, tx) cells, fractions allowed:
+    F^-1[F(f) exp(-2πi (k_y ty / H + k_x tx / W))], real part; the Nyquist bin (even sizes) is kept
+    real (its cosine), so an integer shift is exactly a roll. Pass spectrum = fft2(f) to reuse it."""
+    h, w = f.shape[-2:]
+    ky, kx = torch.fft.fftfreq(h, device=f.device), torch.fft.fftfreq(w, device=f.device)
+    spectrum = torch.fft.fft2(f) if spectrum is None else spectrum
+    shifted = spectrum * _phase_ramp(ky, ty, h)[:, None] * _phase_ramp(kx, tx, w)[None, :]
+    return torch.fft.ifft2(shifted).real
+
+
+def _phase_ramp(k: torch.Tensor, t: float, n: int) -> torch.Tensor:
+    """exp(-2πi k t) for the DFT frequencies k (cycles per sample); cos(π t) at the Nyquist bin of even n."""
+    ramp = torch.exp(-2j * torch.pi * k * t)
+    if n % 2 == 0:
+        ramp[n // 2] = math.cos(math.pi * t)
+    return ramp
+
+
+def fourier_shift_distance(f: torch.Tensor, ref: torch.Tensor, stride: int, dy: int, dx: int,
+                           ref_spectrum: torch.Tensor | None = None) -> torch.Tensor:
+    """Per image 1 - cos(f, T ref), T = band-limited shift by (dy, dx) / stride cells: f = F_l(roll(x, d)),
+    ref = F_l(x). Zero for an equivariant layer on its lattice, and for an alias-free (band-limited) map
+    at every shift, so what remains off the lattice is aliasing, not the map's lack of smoothness."""
+    moved = fourier_shift(ref, dy / stride, dx / stride, ref_spectrum)
+    return (1 - F.cosine_similarity(f.flatten(1), moved.flatten(1), dim=1, eps=1e-12)).clamp_min(0.0)
 
 
 @torch.no_grad()
 def feature_distance_grid(model: nn.Module, x: torch.Tensor, period: int) -> dict[str, torch.Tensor]:
     """Per layer l and circular shift D in {0..P-1}^2: mean over images of the cosine distance
-    1 - cos(U F_l(roll(x, D)), roll(U F_l(x), D)), U = nearest upsampling to the input size.
-    Zero at every D that is a multiple of layer l's stride when the net is circular-padded."""
+    1 - cos(F_l(roll(x, D)), T_{D/s_l} F_l(x)), T = band-limited shift (``fourier_shift_distance``).
+    Zero at every D that is a multiple of layer l's stride s_l when the net is circular-padded."""
     model.eval()
     device = next(model.parameters()).device
     size = x.shape[-1]
     x = x.to(device)
     ref = model.forward_features(x)
+    spectra = [torch.fft.fft2(r) for _, r in ref]
     grids = {name: torch.zeros(period, period) for name, _ in ref}
     for dy, dx in shift_grid(period):
         moved = model.forward_features(sh.roll(x, dy, dx))
-        for (name, r), (_, f) in zip(ref, moved):
-            d = upsampled_shift_distance(f, r, size // f.shape[-1], dy, dx)
+        for (name, r), (_, f), spectrum in zip(ref, moved, spectra):
+            d = fourier_shift_distance(f, r, size // f.shape[-1], dy, dx, spectrum)
             grids[name][dy, dx] = d.mean().item()
     return grids
 
