@@ -38,3 +38,38 @@ def test_conditional_rate_by_hand():
     event = torch.tensor([True, False, True, True])
     assert protocols.conditional_rate(event, torch.tensor([True, True, False, False])) == 0.5
     assert math.isnan(protocols.conditional_rate(event, torch.zeros(4, dtype=torch.bool)))
+
+
+def test_mosaic_puts_each_item_at_the_centre_among_its_successors():
+    items = torch.arange(10, dtype=torch.float32).view(10, 1, 1, 1).expand(10, 1, 2, 2)
+    m = protocols.mosaic(items)
+    assert m.shape == (10, 1, 6, 6)
+    assert m[3, 0, ::2, ::2].tolist() == [[4, 5, 6], [7, 3, 8], [9, 0, 1]]
+    assert m[9, 0, ::2, ::2].tolist() == [[0, 1, 2], [3, 9, 4], [5, 6, 7]]
+
+
+def test_crop_window_moves_over_the_frame_and_refuses_to_leave_it():
+    frames = torch.arange(36, dtype=torch.float32).view(1, 1, 6, 6)
+    assert protocols.crop_window(frames, 2, 0, 0).flatten().tolist() == [14, 15, 20, 21]
+    assert protocols.crop_window(frames, 2, -1, 1).flatten().tolist() == [9, 10, 15, 16]
+    with pytest.raises(ValueError, match="leaves the 6x6 frame"):
+        protocols.crop_window(frames, 2, 3, 0)
+
+
+def test_diagonal_pair_changes_by_hand():
+    p = {0: torch.tensor([[0.7, 0.3], [0.4, 0.6]]), 1: torch.tensor([[0.6, 0.4], [0.6, 0.4]]),
+         2: torch.tensor([[0.2, 0.8], [0.5, 0.5]])}
+    out = protocols.diagonal_pair_changes(p)
+    assert out["P(top-1 change)"].tolist() == [0.5, 0.5]   # image 0 flips at 1->2, image 1 at 0->1
+    assert out["MAC"].tolist() == pytest.approx([(0.1 + 0.4) / 2, (0.2 + 0.1) / 2])
+    with pytest.raises(ValueError, match="consecutive"):
+        protocols.diagonal_pair_changes({0: p[0], 2: p[2]})
+
+
+def test_near_far_by_hand():
+    values = torch.tensor([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 1.0], [1.0, 1.0]]])  # (2, 2) positions x 2 images
+    distance = torch.tensor([[0, 5], [10, 20]])
+    near, far = protocols.near_far(values, distance, near=0, far=10)
+    assert near.tolist() == [1.0, 0.0] and far.tolist() == [0.5, 1.0]
+    with pytest.raises(ValueError, match="no position"):
+        protocols.near_far(values, distance, near=0, far=30)

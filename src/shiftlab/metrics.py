@@ -28,13 +28,17 @@ def predict_probs(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> t
     return predict_logits(model, x, batch_size).softmax(1)
 
 
+def embedded_inputs(objects: torch.Tensor, canvas: int, size: int, y: int, x: int) -> torch.Tensor:
+    """embed(resize(o, size), canvas, (y, x)) for every object o: each resized to size x size px and
+    placed with its top-left corner at (y, x) on a black canvas x canvas image."""
+    n = len(objects)
+    return embed(resize(objects, size), canvas, torch.full((n,), y), torch.full((n,), x))
+
+
 def embedded_probs(model: nn.Module, objects: torch.Tensor, canvas: int, size: int, y: int, x: int,
                    batch_size: int = 128) -> torch.Tensor:
-    """f(embed(resize(o, size), canvas, (y, x))) for every object o: each resized to size x size px and
-    placed with its top-left corner at (y, x) on a black canvas x canvas image. Returns (N, K)."""
-    n = len(objects)
-    placed = embed(resize(objects, size), canvas, torch.full((n,), y), torch.full((n,), x))
-    return predict_probs(model, placed, batch_size)
+    """f(embedded_inputs(objects, canvas, size, y, x)): (N, K) softmax outputs on the placed objects."""
+    return predict_probs(model, embedded_inputs(objects, canvas, size, y, x), batch_size)
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -32,3 +32,46 @@ def conditional_rate(event: torch.Tensor, given: torch.Tensor) -> float:
     """P[event | given] over images: mean of event where given is true (NaN if given never is)."""
     given = given.bool()
     return event[given].float().mean().item() if given.any() else float("nan")
+
+
+def mosaic(items: torch.Tensor) -> torch.Tensor:
+    """Each item (N, C, s, s) at the centre of a 3 x 3 mosaic of items: (N, C, 3s, 3s); the 8 neighbours
+    of item i are items i+1..i+8 (mod N), row-major around it, so a moving window always sees real content."""
+    n = len(items)
+    offsets = [1, 2, 3, 4, 0, 5, 6, 7, 8]  # row-major tiles; 0 is the centre
+    tiles = [items[(torch.arange(n) + o) % n] for o in offsets]
+    return torch.cat([torch.cat(tiles[r * 3:r * 3 + 3], -1) for r in range(3)], -2)
+
+
+def crop_window(frames: torch.Tensor, size: int, dy: int, dx: int) -> torch.Tensor:
+    """The size x size window of (N, C, H, W) frames centred on the frame's centre and moved by (dy, dx)."""
+    h, w = frames.shape[-2:]
+    top, left = (h - size) // 2 + dy, (w - size) // 2 + dx
+    if not (0 <= top <= h - size and 0 <= left <= w - size):
+        raise ValueError(f"a {size}px window moved by ({dy}, {dx}) leaves the {h}x{w} frame")
+    return frames[..., top:top + size, left:left + size]
+
+
+def diagonal_pair_changes(probs: dict[int, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Azulay's pair pooling. probs[c] = f(T_(c,c) x), (N, K), for consecutive offsets c; per image the
+    mean over the pairs (c, c+1) of 1[argmax changes] ('P(top-1 change)') and of |f_k(T_c x) - f_k(T_(c+1) x)|,
+    k = argmax f(T_c x) ('MAC')."""
+    cs = sorted(probs)
+    if cs != list(range(cs[0], cs[-1] + 1)) or len(cs) < 2:
+        raise ValueError(f"offsets must be consecutive integers, at least two; got {cs}")
+    change, mac = [], []
+    for c in cs[:-1]:
+        a, b = probs[c], probs[c + 1]
+        k = a.argmax(1, keepdim=True)
+        change.append((a.argmax(1) != b.argmax(1)).float())
+        mac.append((a.gather(1, k) - b.gather(1, k)).abs().squeeze(1))
+    return {"P(top-1 change)": torch.stack(change, 1).mean(1), "MAC": torch.stack(mac, 1).mean(1)}
+
+
+def near_far(per_position: torch.Tensor, distance: torch.Tensor, near: float, far: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the mean of a (P, Q, N) per-position measurement over positions at distance <= near
+    and over those at distance >= far (distance: (P, Q))."""
+    flat, d = per_position.flatten(0, 1).float(), distance.flatten()
+    if not (d <= near).any() or not (d >= far).any():
+        raise ValueError(f"no position is within {near} or beyond {far} of the centre; distances span {d.min()}..{d.max()}")
+    return flat[d <= near].mean(0), flat[d >= far].mean(0)
