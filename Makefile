@@ -8,7 +8,7 @@ PREPARE := $(PY) -c "import sys, shiftlab.data as d; d.prepare_fashion_mnist(dow
 
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
-.PHONY: setup data browser book notebooks site test bench lab clean clean-cache
+.PHONY: setup data browser book notebooks findings convergence site test bench lab clean clean-cache
 
 setup: $(STAMP) data
 
@@ -40,10 +40,16 @@ browser:
 	      { apt-get update -qq && $(APT_INSTALL) chromium chromium-driver >/dev/null; } || true; \
 	  fi; }
 
-book: notebooks site
+book: notebooks findings site
 
 notebooks: setup
 	$(PY) scripts/run_notebooks.py --profile $(PROFILE)
+
+findings: setup
+	$(PY) scripts/check_findings.py --profile $(PROFILE)
+
+convergence: setup
+	$(PY) scripts/convergence.py
 
 site: setup
 	$(VENV)/bin/jupyter-book build . --all -W --keep-going

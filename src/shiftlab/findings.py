@@ -162,7 +162,7 @@ def from_record(record: dict) -> Finding:
 def load_all(results_dir: str | Path) -> list[tuple[str, Finding]]:
     """(chapter, finding) for every verdict in the results JSON files of a profile's folder, by chapter."""
     out = []
-    for path in sorted(Path(results_dir).glob("*.json")):
+    for path in sorted(Path(results_dir).glob("[0-9][0-9]_*.json")):
         doc = results.load(path)
         out += [(doc["notebook"], from_record(r)) for r in doc["metrics"].get("verdicts", [])]
     return out
