@@ -106,10 +106,13 @@ def test_exact_claims_hold_in_every_chapter(smoke_run):
 
 def test_every_chapter_reports_its_measurements(smoke_run):
     one = _metrics(smoke_run, "01_one_pixel")
-    assert {row["network"] for row in one["table"]} == {"baseline", "baseline_aug", "resnet", "canvas_vgg", "canvas_resnet"}
+    networks = {"VGG-like", "VGG-like + shifts", "VGG-like, MaxBlurPool 5", "ResNet-like", "VGG-like, canvas", "ResNet-like, canvas"}
+    assert {row["network"] for row in one["table"]} == networks
+    assert {(row["network"], row["protocol"]) for row in one["table"]} == {(n, p) for n in networks for p in ("crop", "black")}
     assert all(0 <= row["P(top-1 change)"] <= 1 and 0 <= row["MAC"] <= 1 for row in one["table"])
     bias = _metrics(smoke_run, "03_photographers_bias")
-    assert set(bias["summary"]) == {"centred", "centred + jitter (σ = 3 px)", "anywhere (uniform)", "centred, global average pooling"}
+    assert set(bias["summary"]) == {"centred", "centred + jitter (σ = 3 px)", "anywhere (uniform)",
+                                    "centred, global pooling, zero padding", "centred, global pooling, circular padding"}
     scale = _metrics(smoke_run, "04_scale")
     assert {r["size (px)"] for r in scale["sizes"]} == {12, 13, 20, 21, 28, 29, 34, 35}
     runs = _metrics(smoke_run, "07_consistency_vs_filter")["runs"]
@@ -166,3 +169,27 @@ def test_prose_glues_only_verdicts_that_exist(smoke_run):
         assert glued <= keys, f"{path.stem} glues verdicts it does not measure: {sorted(glued - keys)}"
         meaning = markdown.split("**What it means.**")[-1].split("\n\n")[0] if "**What it means.**" in markdown else ""
         assert "_means`" in meaning or "_verdict`" in meaning, f"{path.stem}: 'What it means' is not glued from a verdict"
+
+
+def test_summary_and_check_findings_read_every_verdict(smoke_run, tmp_path):
+    folder = smoke_run / "results" / "smoke"
+    chapters = [results.load(p) for p in sorted(folder.glob("0[0-8]_*.json"))]
+    keys = [v["key"] for doc in chapters for v in doc["metrics"].get("verdicts", [])]
+    summary = results.load(folder / "99_summary.json")["metrics"]["claims"]
+    assert sorted(r["key"] for r in summary) == sorted(keys) and len(set(keys)) == len(keys)
+
+    def check(*args):
+        return subprocess.run([sys.executable, str(ROOT / "scripts" / "check_findings.py"), "--profile", "smoke",
+                               "--results", str(folder), *args], capture_output=True, text=True, cwd=ROOT)
+
+    proc = check()
+    assert proc.returncode == 0 and proc.stdout.count("[ch") == len(keys)
+    claims = tmp_path / "claims.yaml"
+    assert check("--claims", str(claims), "--record").returncode == 0
+    assert check("--claims", str(claims)).returncode == 0
+    measured = {r["key"]: r["verdict"] for r in summary}
+    key = next(k for k, v in measured.items())
+    flipped = "reversed" if measured[key] == "reproduced" else "reproduced"
+    claims.write_text(claims.read_text().replace(f"{key}: {measured[key]}", f"{key}: {flipped}"))
+    proc = check("--claims", str(claims))
+    assert proc.returncode == 1 and f"MISMATCH    {key}: stated '{flipped}'" in proc.stdout
