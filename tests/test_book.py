@@ -107,8 +107,16 @@ def test_formulas_are_typeset(browser):
 
 
 def test_screenshot_of_background_chapter(browser, smoke_run):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
     driver, base = browser
     driver.get(f"{base}/book/executed/00_background.html")
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
     shot = smoke_run / "background.png"
-    driver.save_screenshot(str(shot))
+    try:
+        driver.save_screenshot(str(shot))
+    except TimeoutException:  # headless Chrome can abort a capture while the page settles; one retry
+        WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        driver.save_screenshot(str(shot))
     assert shot.stat().st_size > 20_000
