@@ -46,15 +46,25 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (logits.argmax(1) == labels).float().mean().item()
 
 
+def top1_changed(probs_a: torch.Tensor, probs_b: torch.Tensor) -> torch.Tensor:
+    """Per image 1[argmax f(x) != argmax f(T x)]."""
+    return probs_a.argmax(1) != probs_b.argmax(1)
+
+
+def absolute_change(probs_a: torch.Tensor, probs_b: torch.Tensor) -> torch.Tensor:
+    """Per image |f_k(x) - f_k(T x)| with k = argmax f(x), the class on top before the shift."""
+    k = probs_a.argmax(1, keepdim=True)
+    return (probs_a.gather(1, k) - probs_b.gather(1, k)).abs().squeeze(1)
+
+
 def p_top1_change(probs_a: torch.Tensor, probs_b: torch.Tensor) -> float:
     """Azulay & Weiss P(top-1 change): P[argmax f(x) != argmax f(T x)]."""
-    return (probs_a.argmax(1) != probs_b.argmax(1)).float().mean().item()
+    return top1_changed(probs_a, probs_b).float().mean().item()
 
 
 def mean_absolute_change(probs_a: torch.Tensor, probs_b: torch.Tensor) -> float:
     """Azulay & Weiss MAC: E |f_k(x) - f_k(T x)| with k = argmax f(x), the class on top before the shift."""
-    k = probs_a.argmax(1, keepdim=True)
-    return (probs_a.gather(1, k) - probs_b.gather(1, k)).abs().mean().item()
+    return absolute_change(probs_a, probs_b).mean().item()
 
 
 def relative_change(a: torch.Tensor, b: torch.Tensor) -> float:

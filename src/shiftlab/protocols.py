@@ -8,6 +8,8 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
+from . import metrics
+
 
 def select(runs: pd.DataFrame, **arm) -> pd.DataFrame:
     """The runs whose columns equal every value of arm (e.g. select(runs, filter=5, padding="zeros"))."""
@@ -59,13 +61,9 @@ def diagonal_pair_changes(probs: dict[int, torch.Tensor]) -> dict[str, torch.Ten
     cs = sorted(probs)
     if cs != list(range(cs[0], cs[-1] + 1)) or len(cs) < 2:
         raise ValueError(f"offsets must be consecutive integers, at least two; got {cs}")
-    change, mac = [], []
-    for c in cs[:-1]:
-        a, b = probs[c], probs[c + 1]
-        k = a.argmax(1, keepdim=True)
-        change.append((a.argmax(1) != b.argmax(1)).float())
-        mac.append((a.gather(1, k) - b.gather(1, k)).abs().squeeze(1))
-    return {"P(top-1 change)": torch.stack(change, 1).mean(1), "MAC": torch.stack(mac, 1).mean(1)}
+    pairs = [(probs[c], probs[c + 1]) for c in cs[:-1]]
+    return {"P(top-1 change)": torch.stack([metrics.top1_changed(a, b).float() for a, b in pairs], 1).mean(1),
+            "MAC": torch.stack([metrics.absolute_change(a, b) for a, b in pairs], 1).mean(1)}
 
 
 def near_far(per_position: torch.Tensor, distance: torch.Tensor, near: float, far: float) -> tuple[torch.Tensor, torch.Tensor]:
