@@ -2,6 +2,7 @@
 PYTHON  ?= python3.11
 VENV    ?= .venv
 PROFILE ?= book
+JOBS    ?= 2
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.shiftlab-installed
 PREPARE := $(PY) -c "import sys, shiftlab.data as d; d.prepare_fashion_mnist(download='--download' in sys.argv)"
@@ -43,7 +44,7 @@ browser:
 book: notebooks findings site
 
 notebooks: setup
-	$(PY) scripts/run_notebooks.py --profile $(PROFILE)
+	$(PY) scripts/run_notebooks.py --profile $(PROFILE) --jobs $(JOBS)
 
 findings: setup
 	$(PY) scripts/check_findings.py --profile $(PROFILE)

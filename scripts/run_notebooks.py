@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run the book's notebooks headless through papermill with a profile's parameters.
 
-    python scripts/run_notebooks.py --profile book [--only 00_background ...] [-p n_eval=50]
+    python scripts/run_notebooks.py --profile book [--only 00_background ...] [-p n_eval=50] [--jobs 2]
 
 Each notebook gets the profile's common and own parameters plus profile, seed, device and the
 results/figure/cache folders, is written to <out>/<name>.ipynb with the injected cell hidden from
@@ -11,15 +11,24 @@ The first failure stops the run with the notebook, the cell and the error, keeps
 notebook for inspection, and leaves the chapter's last good page in place. Each notebook's time is
 kept in results/<profile>/run_times.json, as cold (it trained a model) or warm (it did not), and
 written as the budget table <out>/run_times.md that book/reproducing.md shows.
+
+With --jobs N, N notebooks run at once in worker processes, longest (by the last run) first, each
+with an equal share of the cores (torch threads and training workers); the 99_* notebooks, which
+read every chapter's results, run after the rest. A model two notebooks ask for is trained once
+(the zoo locks it), and every notebook's results are the same as in a sequential run.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
+import tempfile
 import threading
 import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import nbformat
@@ -33,24 +42,28 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from shiftlab.params import ParameterError, load_profile, notebook_parameters, validate  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
-from shiftlab.runtime import EVENTS_ENV  # noqa: E402
+from shiftlab.runtime import CORES_ENV, EVENTS_ENV, cpu_count  # noqa: E402
 
 KERNEL = "shiftlab"
 
 
 class IPCKernelManager(AsyncKernelManager):
     """Kernels talk over local IPC sockets instead of TCP: nothing listens on the network, and the
-    kernel has no reason to warn about unencrypted TCP."""
+    kernel has no reason to warn about unencrypted TCP. The sockets live in the temporary folder under
+    a name of their own, so kernels started side by side never share one (and none litter the project)."""
 
     def __init__(self, **kwargs):
-        super().__init__(transport="ipc", **kwargs)
+        prefix = Path(tempfile.gettempdir()) / f"shiftlab-kernel-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        super().__init__(transport="ipc", ip=str(prefix), **kwargs)
 
 
 class Progress:
-    """What the live line shows: the running notebook's cell index and count."""
+    """What the live line shows: the running notebook's cell index and count (also written to
+    `status`, when set, for a driver that runs notebooks in worker processes)."""
 
     cell = 0
     cells = 0
+    status: Path | None = None
 
 
 class ProgressEngine(NBClientEngine):
@@ -62,6 +75,8 @@ class ProgressEngine(NBClientEngine):
 
         def cell_start(cell, cell_index=None, **kw):
             Progress.cell = (cell_index or 0) + 1
+            if Progress.status:
+                Progress.status.write_text(f"{Progress.cell}/{Progress.cells}")
             return start(cell, cell_index, **kw)
 
         nb_man.cell_start = cell_start
@@ -131,9 +146,9 @@ def _clock(seconds: float) -> str:
     return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
-def _watch(label: str, events: Path, previous: float | None, done: threading.Event) -> None:
-    """Print each event line as it arrives and, on a terminal, one live status line for the notebook."""
-    start, offset, live = time.perf_counter(), 0, sys.stdout.isatty()
+def _watch(label: str, events: Path, previous: float | None, done: threading.Event, live: bool) -> None:
+    """Print each event line as it arrives and, when live (a terminal), one status line for the notebook."""
+    start, offset = time.perf_counter(), 0
     estimate = f" (last run {_clock(previous)})" if previous else ""
     while not done.wait(1.0) or events.exists() and events.stat().st_size > offset:
         if events.exists():
@@ -142,7 +157,7 @@ def _watch(label: str, events: Path, previous: float | None, done: threading.Eve
                 lines = f.read().splitlines()
                 offset = f.tell()
             for line in lines:
-                print(("\r\033[K" if live else "") + f"    {line}", flush=True)
+                print(("\r\033[K" if live else "") + f"    {label}: {line}", flush=True)
         if live and not done.is_set():
             print(f"\r\033[K{label} cell {Progress.cell}/{Progress.cells}, "
                   f"{_clock(time.perf_counter() - start)}{estimate}", end="", flush=True)
@@ -150,7 +165,8 @@ def _watch(label: str, events: Path, previous: float | None, done: threading.Eve
         print("\r\033[K", end="", flush=True)
 
 
-def run(nb: Path, out: Path, values: dict, events: Path, label: str, previous: float | None) -> tuple[float, bool]:
+def run(nb: Path, out: Path, values: dict, events: Path, label: str, previous: float | None,
+        live: bool = True) -> tuple[float, bool]:
     """Execute one notebook into out; return its wall time in seconds and whether it trained a model.
     The new page replaces the old one only when the whole notebook ran, so a killed or failed run keeps
     the chapter's last good page and never leaves one that mixes old and new results."""
@@ -160,7 +176,8 @@ def run(nb: Path, out: Path, values: dict, events: Path, label: str, previous: f
     events.write_text("")
     os.environ[EVENTS_ENV] = str(events)
     done = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(label, events, previous, done), daemon=True)
+    watcher = threading.Thread(target=_watch, args=(label, events, previous, done, live and sys.stdout.isatty()),
+                               daemon=True)
     watcher.start()
     try:
         pm.execute_notebook(str(nb), str(partial), parameters=values, kernel_name=KERNEL, cwd=str(ROOT),
@@ -174,6 +191,26 @@ def run(nb: Path, out: Path, values: dict, events: Path, label: str, previous: f
     os.replace(partial, out)
     trained = any(line.startswith("train ") for line in events.read_text().splitlines())
     return time.perf_counter() - start, trained
+
+
+def run_in_worker(nb: Path, out: Path, values: dict, events: Path, label: str, cores: int) -> tuple[float, bool]:
+    """run() in a worker process with its share of the cores; the cell it is at goes to <events>.cell."""
+    os.environ[CORES_ENV] = str(cores)
+    Progress.status = events.with_suffix(".cell")
+    return run(nb, out, values, events, label, None, live=False)
+
+
+def _status_line(running: dict, times: dict) -> str:
+    """One line for the notebooks running in workers: name, cell, elapsed, last run's time."""
+    parts = []
+    for nb, (events, started) in running.items():
+        status = events.with_suffix(".cell")
+        cell = status.read_text() if status.exists() else "0/?"
+        last = times.get(nb.stem, {})
+        last = last.get("cold") or last.get("warm")
+        parts.append(f"{nb.stem} cell {cell} {_clock(time.perf_counter() - started)}"
+                     + (f" (last {_clock(last)})" if last else ""))
+    return " | ".join(parts)
 
 
 def load_times(path: Path) -> dict:
@@ -208,7 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", default=str(ROOT), help="folder that holds results/ (results, figures, cache)")
     ap.add_argument("-p", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override one parameter for every notebook run")
+    ap.add_argument("--jobs", type=int, default=1, metavar="N",
+                    help="run N notebooks at once, each on its share of the cores (default 1)")
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        print(f"error: --jobs {args.jobs} is invalid; valid: a whole number >= 1", file=sys.stderr)
+        return 2
     try:
         profile = load_profile(args.profile, ROOT / "params")
         notebooks = discover(args.only)
@@ -220,10 +262,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out_dir = Path(args.out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    total = 0.0
     results_dir = Path(jobs[0][1]["results_dir"]) if jobs else out_dir
     times_path = results_dir / "run_times.json"
     times = load_times(times_path)
+    runner = run_parallel if args.jobs > 1 else run_sequential
+    return runner(jobs, out_dir, results_dir, times, times_path, args.jobs)
+
+
+def _record(times: dict, nb: Path, seconds: float, trained: bool, times_path: Path, out_dir: Path, label: str) -> None:
+    times.setdefault(nb.stem, {})["cold" if trained else "warm"] = round(seconds, 1)
+    save_times(times_path, times, out_dir / "run_times.md")
+    print(f"{label} done in {seconds:.1f} s ({'trained models' if trained else 'all models cached'})", flush=True)
+
+
+def _failed(nb: Path, out: Path, err: pm.PapermillExecutionError) -> int:
+    print(f"error: {nb.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}).\n"
+          f"The partial notebook is at {partial_path(out)}; the last good page is kept.", file=sys.stderr)
+    return 1
+
+
+def run_sequential(jobs: list, out_dir: Path, results_dir: Path, times: dict, times_path: Path, _n: int) -> int:
+    """One notebook after the other, in this process, with a live line for each."""
+    started = time.perf_counter()
     for nb, values in jobs:
         out, label = out_dir / nb.name, f"[{values['profile']}] {nb.stem}"
         previous = times.get(nb.stem, {})
@@ -232,14 +292,48 @@ def main(argv: list[str] | None = None) -> int:
             seconds, trained = run(nb, out, values, results_dir / "events.log", label,
                                    previous.get("cold") or previous.get("warm"))
         except pm.PapermillExecutionError as err:
-            print(f"error: {nb.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}).\n"
-                  f"The partial notebook is at {partial_path(out)}; the last good page is kept.", file=sys.stderr)
-            return 1
-        total += seconds
-        times.setdefault(nb.stem, {})["cold" if trained else "warm"] = round(seconds, 1)
-        save_times(times_path, times, out_dir / "run_times.md")
-        print(f"{label} done in {seconds:.1f} s ({'trained models' if trained else 'all models cached'})", flush=True)
-    print(f"all {len(jobs)} notebook(s) done in {total:.1f} s")
+            return _failed(nb, out, err)
+        _record(times, nb, seconds, trained, times_path, out_dir, label)
+    print(f"all {len(jobs)} notebook(s) done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def run_parallel(jobs: list, out_dir: Path, results_dir: Path, times: dict, times_path: Path, n: int) -> int:
+    """n notebooks at a time in worker processes, longest first, the 99_* ones after the rest."""
+    started = time.perf_counter()
+    last = lambda nb: (times.get(nb.stem, {}).get("cold") or times.get(nb.stem, {}).get("warm") or 0.0)
+    waves = [sorted([j for j in jobs if not j[0].stem.startswith("99_")], key=lambda j: -last(j[0])),
+             [j for j in jobs if j[0].stem.startswith("99_")]]
+    cores = max(1, cpu_count() // n)
+    live = sys.stdout.isatty()
+    print(f"running {len(jobs)} notebook(s), {n} at a time, {cores} core(s) each", flush=True)
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for wave in waves:
+            pending, running, futures = list(wave), {}, {}
+            while pending or futures:
+                while pending and len(futures) < n:
+                    nb, values = pending.pop(0)
+                    events = results_dir / f"events-{nb.stem}.log"
+                    label = f"[{values['profile']}] {nb.stem}"
+                    print(("\r\033[K" if live else "") + f"{label} ...", flush=True)
+                    futures[pool.submit(run_in_worker, nb, out_dir / nb.name, values, events, label, cores)] = nb, label
+                    running[nb] = events, time.perf_counter()
+                done, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in done:
+                    nb, label = futures.pop(future)
+                    running.pop(nb)
+                    try:
+                        seconds, trained = future.result()
+                    except pm.PapermillExecutionError as err:
+                        for other in futures:
+                            other.cancel()
+                        print("\r\033[K" if live else "", end="")
+                        return _failed(nb, out_dir / nb.name, err)
+                    print("\r\033[K" if live else "", end="")
+                    _record(times, nb, seconds, trained, times_path, out_dir, label)
+                if live and running:
+                    print(f"\r\033[K{_status_line(running, times)}"[:200], end="", flush=True)
+    print(f"all {len(jobs)} notebook(s) done in {time.perf_counter() - started:.1f} s")
     return 0
 
 

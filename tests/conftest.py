@@ -18,14 +18,15 @@ def root() -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
-    """Run every notebook with the smoke profile into a scratch book tree; return that tree."""
+    """Run every notebook with the smoke profile into a scratch book tree, two at a time (the
+    reliability tests rerun some one at a time and compare); return that tree."""
     tree = tmp_path_factory.mktemp("smoke_book")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, tree / name)
     shutil.copytree(ROOT / "book", tree / "book", ignore=shutil.ignore_patterns("executed"))
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", "smoke",
-         "--out", str(tree / "book" / "executed"), "--root", str(tree)],
+         "--out", str(tree / "book" / "executed"), "--root", str(tree), "--jobs", "2"],
         capture_output=True, text=True, cwd=ROOT,
     )
     assert proc.returncode == 0, f"smoke run failed:\n{proc.stdout}\n{proc.stderr}"

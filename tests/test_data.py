@@ -47,6 +47,31 @@ def test_wrong_sized_dataset_is_an_error_not_a_silent_result(tmp_path, monkeypat
         data.load_fashion_mnist("test", tmp_path / "root")
 
 
+def test_read_idx_by_hand(tmp_path):
+    (tmp_path / "img").write_bytes(_idx_images(3))
+    (tmp_path / "lab").write_bytes(_idx_labels(3))
+    images, labels = data.read_idx(tmp_path / "img"), data.read_idx(tmp_path / "lab")
+    assert images.shape == (3, 28, 28) and images.dtype == torch.uint8 and images[0, 0, :3].tolist() == [0, 1, 2]
+    assert labels.tolist() == [0, 1, 2]
+
+
+def test_truncated_dataset_file_is_a_clear_error(tmp_path, monkeypatch):
+    _write_debian(tmp_path / "debian", n=4)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
+    raw = data.prepare_fashion_mnist(tmp_path / "root", download=False) / "FashionMNIST" / "raw"
+    (raw / "t10k-images-idx3-ubyte").write_bytes(_idx_images(4)[:-10])
+    with pytest.raises(data.DatasetError, match="could not be read.*header says.*delete that folder"):
+        data.load_fashion_mnist("test", tmp_path / "root")
+
+
+def test_real_fashion_mnist_matches_torchvision():
+    from torchvision.datasets import FashionMNIST
+
+    ours = data.load("fashion_mnist", "train")
+    theirs = FashionMNIST(str(data.data_root()), train=True, download=False)
+    assert torch.equal(ours.images, theirs.data) and torch.equal(ours.labels, theirs.targets)
+
+
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"dataset": "mnist", "split": "train"}, "valid: fashion_mnist"),
     ({"dataset": "fashion_mnist", "split": "val"}, "valid: 'train', 'test'"),

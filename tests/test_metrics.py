@@ -274,3 +274,13 @@ def test_flips_per_image_by_hand():
     preds = torch.tensor([[0, 0, 1, 1, 0], [2, 2, 2, 2, 2]])
     assert metrics.flips_per_image(preds).tolist() == [0.5, 0.0]
     assert metrics.flip_rate(preds) == 0.25
+
+
+def test_embedded_probs_at_stacks_one_placement_per_row(circ_net):
+    objects = _rand(3, 1, 28, 28, seed=4)
+    placements = [(20, 8, 8), (20, 9, 9), (14, 0, 30)]
+    got = metrics.embedded_probs_at(circ_net, objects, 48, placements)
+    assert got.shape == (3, 3, 10)
+    for row, (s, y, x) in zip(got, placements):
+        assert torch.equal(row, metrics.embedded_probs(circ_net, objects, 48, s, y, x))
+    assert not torch.equal(got[0], got[2])

@@ -47,3 +47,17 @@ def test_profiles_load_and_merge(root, profile):
 def test_missing_profile_lists_available(root):
     with pytest.raises(params.ParameterError, match="valid: book, smoke"):
         params.load_profile("nope", root / "params")
+
+
+def test_cpu_budget_is_the_drivers_share(monkeypatch):
+    from shiftlab import runtime
+
+    monkeypatch.setenv(runtime.CORES_ENV, "1")
+    assert runtime.cpu_budget() == 1
+    monkeypatch.setenv(runtime.CORES_ENV, "999")
+    assert runtime.cpu_budget() == runtime.cpu_count()
+    monkeypatch.setenv(runtime.CORES_ENV, "half")
+    with pytest.raises(ValueError, match="valid: a whole number of cores"):
+        runtime.cpu_budget()
+    monkeypatch.delenv(runtime.CORES_ENV)
+    assert runtime.cpu_budget() == runtime.cpu_count()

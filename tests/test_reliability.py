@@ -51,6 +51,21 @@ def test_failed_notebook_names_cell_and_error_and_keeps_only_the_partial(tmp_pat
     assert not (tmp_path / "executed" / "05_blurpool.ipynb").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_failed_notebook_in_a_parallel_run_is_named_and_stops_the_run(tmp_path):
+    proc = _driver("--profile", "smoke", "--only", "05_blurpool", "04_scale", "-p", "device=cuda", "--jobs", "2",
+                   "--out", str(tmp_path / "executed"), "--root", str(tmp_path))
+    assert proc.returncode == 1
+    assert "ipynb failed in cell" in proc.stderr and "no CUDA GPU is visible" in proc.stderr
+    assert not [n for n in ("04_scale", "05_blurpool") if (tmp_path / "executed" / f"{n}.ipynb").exists()], \
+        "a failed run leaves no chapter page"
+
+
+def test_jobs_must_be_positive():
+    proc = _driver("--profile", "smoke", "--jobs", "0")
+    assert proc.returncode == 2 and "--jobs 0 is invalid; valid: a whole number >= 1" in proc.stderr
+
+
 def test_no_network_and_no_local_copy_names_both_ways(tmp_path, monkeypatch):
     import torchvision.datasets
 
@@ -91,7 +106,8 @@ def _results(root: Path) -> dict:
 
 def test_killed_run_resumes_and_reproduces_the_results_exactly(smoke_run, tmp_path):
     """Kill a smoke run once its first model is cached; rerun; the cached models are reused, and every
-    results JSON equals the one of an independent run (same profile and seed) but for its timings."""
+    results JSON equals the one of an independent run (same profile and seed, run two notebooks at a
+    time with its own model cache) but for its timings."""
     cache, out = tmp_path / "results" / "cache", tmp_path / "executed"
     args = [*DRIVER, "--profile", "smoke", "--only", *RERUN, "--out", str(out), "--root", str(tmp_path)]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -16,7 +16,7 @@ def test_trains_once_then_loads(tmp_path):
     second, info2 = zoo.get("baseline", cache_dir=tmp_path, progress=False, **SMALL)
     assert not info1["cached"] and info2["cached"] and info1["path"] == info2["path"]
     assert torch.equal(_weights(first), _weights(second))
-    assert [p.name for p in tmp_path.iterdir()] == [f"baseline-{zoo.cache_key(info1['config'])}.pt"]
+    assert [p.name for p in tmp_path.glob("*.pt")] == [f"baseline-{zoo.cache_key(info1['config'])}.pt"]
 
 
 def test_training_is_deterministic(tmp_path):
@@ -84,3 +84,18 @@ def test_antialiased_names_every_arm_of_chapter_7_and_refuses_the_rest():
     assert zoo.ENTRIES["canvas_center_zeros"].model.fc_input == 0
     with pytest.raises(ValueError, match="valid: padding 'circular'"):
         zoo.antialiased(3, True, "zeros")
+
+
+def test_two_processes_asking_for_one_model_train_it_once(tmp_path):
+    """Two notebooks run side by side may ask for the same model at once: one trains it under the
+    model's lock, the other waits for the lock and then finds it cached."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    config = zoo.full_config("baseline", **SMALL)
+    path = str(zoo.model_path(tmp_path, config))
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        seconds = list(pool.map(zoo._train_to_cache, [config, config], [path, path]))
+    assert sorted(s > 0 for s in seconds) == [False, True]
+    _, info = zoo.get("baseline", cache_dir=tmp_path, progress=False, **SMALL)
+    assert info["cached"]

@@ -6,6 +6,7 @@ normalisation, so zero padding, black canvases and zero-filled shifts are all th
 from __future__ import annotations
 
 import gzip
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,27 +114,38 @@ def prepare_fashion_mnist(root: Path | None = None, download: bool = True) -> Pa
     raise DatasetError(_missing_message(root))
 
 
+def read_idx(path: Path) -> torch.Tensor:
+    """An IDX file of unsigned bytes (magic 0x0000080D, D dims as big-endian int32, then the data) as a uint8 tensor."""
+    blob = Path(path).read_bytes()
+    if len(blob) < 4 or blob[:3] != b"\x00\x00\x08":
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+    ndim = blob[3]
+    shape = tuple(int.from_bytes(blob[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    body = blob[4 + 4 * ndim:]
+    if len(body) != math.prod(shape):
+        raise ValueError(f"{path} holds {len(body)} bytes of data, its header says {shape}")
+    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(shape)
+
+
 def load_fashion_mnist(split: str = "train", root: Path | None = None) -> Split:
-    """Fashion-MNIST train (60k) or test (10k) as uint8 tensors, via torchvision's loader."""
+    """Fashion-MNIST train (60k) or test (10k) as uint8 tensors, read from the torchvision raw IDX files."""
     if split not in ("train", "test"):
         raise ValueError(f"split={split!r} is invalid; valid: 'train', 'test'")
-    from torchvision.datasets import FashionMNIST
-
-    root = prepare_fashion_mnist(root)
+    raw = _raw_dir(prepare_fashion_mnist(root))
+    prefix = "train" if split == "train" else "t10k"
     try:
-        ds = FashionMNIST(str(root), train=split == "train", download=False)
-    except Exception as err:
-        raise DatasetError(
-            f"Fashion-MNIST files under {_raw_dir(root)} could not be read ({err}); "
-            "delete that folder and run again to re-create it."
-        ) from err
+        images = read_idx(raw / f"{prefix}-images-idx3-ubyte")
+        labels = read_idx(raw / f"{prefix}-labels-idx1-ubyte").long()
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"Fashion-MNIST files under {raw} could not be read ({err}); "
+                           "delete that folder and run again to re-create it.") from err
     expected = 60000 if split == "train" else 10000
-    if ds.data.shape != (expected, 28, 28) or len(ds.targets) != expected:
+    if images.shape != (expected, 28, 28) or labels.shape != (expected,):
         raise DatasetError(
-            f"Fashion-MNIST {split} under {_raw_dir(root)} has shape {tuple(ds.data.shape)}, "
+            f"Fashion-MNIST {split} under {raw} has shape {tuple(images.shape)}, "
             f"expected ({expected}, 28, 28); delete that folder and run again to re-create it."
         )
-    return Split(ds.data.clone(), ds.targets.clone(), FASHION_MNIST_CLASSES)
+    return Split(images, labels, FASHION_MNIST_CLASSES)
 
 
 def load(dataset: str, split: str, root: Path | None = None) -> Split:

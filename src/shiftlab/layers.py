@@ -198,3 +198,55 @@ class ConvBlurPool(nn.Sequential):
                             padding=conv.padding, padding_mode=conv.padding_mode, bias=False)
         strided.weight = conv.weight
         return nn.Sequential(strided, bn, nn.ReLU())
+
+
+APS_NORMS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
+
+
+def polyphase_components(x: torch.Tensor, stride: int = 2) -> torch.Tensor:
+    """The s² polyphase components x[..., i::s, j::s], (i, j) row-major: (N, s², C, H/s, W/s)."""
+    n, c, h, w = x.shape
+    if h % stride or w % stride:
+        raise ValueError(f"a {h}x{w} map has no {stride}x{stride} polyphase decomposition; valid: sizes divisible "
+                         f"by {stride} (APS is exact only when every map it subsamples has such a size)")
+    parts = x.reshape(n, c, h // stride, stride, w // stride, stride).permute(0, 3, 5, 1, 2, 4)
+    return parts.reshape(n, stride * stride, c, h // stride, w // stride)
+
+
+class ApsPool(nn.Module):
+    """Adaptive polyphase sampling (Chaman & Dokmanić 2021), [Blur_m then] APS_s: per image, of the s²
+    components x[..., i::s, j::s] keep the one of largest l_p norm (the first in row-major (i, j) order on
+    a tie). A circular shift of x permutes the components, so the same one wins, circularly shifted by
+    whole cells: with circular padding everywhere the network is exactly shift invariant. On an all-black
+    map every component is zero, so which one is kept does not matter."""
+
+    def __init__(self, channels: int, filt_size: int = 1, stride: int = 2, pad_mode: str = "circular", norm: str = "l2"):
+        super().__init__()
+        if norm not in APS_NORMS:
+            raise ValueError(f"norm={norm!r} is invalid; valid: {', '.join(APS_NORMS)}")
+        self.stride, self.norm = stride, norm
+        self.blur = BlurPool(channels, filt_size, 1, pad_mode) if filt_size > 1 else None
+
+    def _components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The polyphase components of [Blur_m] x and the index i*s + j of the one kept per image."""
+        comps = polyphase_components(self.blur(x) if self.blur is not None else x, self.stride)
+        norms = comps.detach().flatten(2).double().norm(p=APS_NORMS[self.norm], dim=2)  # float64: ties only when exact
+        return comps, norms.argmax(1)
+
+    def selected_phase(self, x: torch.Tensor) -> torch.Tensor:
+        """argmax_(i, j) ||x[..., i::s, j::s]||_p per image, as the index i*s + j: (N,)."""
+        return self._components(x)[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        comps, best = self._components(x)
+        return comps[torch.arange(len(x), device=x.device), best].contiguous(memory_format=torch.channels_last)
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, norm={self.norm}"
+
+
+class MaxApsPool(nn.Sequential):
+    """APS_s . [Blur_m] . Max_{2,1}: MaxPool with its fixed subsampling replaced by adaptive polyphase sampling."""
+
+    def __init__(self, channels: int, filt_size: int = 1, stride: int = 2, pad_mode: str = "circular"):
+        super().__init__(DenseMax(pad_mode), ApsPool(channels, filt_size, stride, pad_mode))

@@ -41,6 +41,12 @@ def embedded_probs(model: nn.Module, objects: torch.Tensor, canvas: int, size: i
     return predict_probs(model, embedded_inputs(objects, canvas, size, y, x), batch_size)
 
 
+def embedded_probs_at(model: nn.Module, objects: torch.Tensor, canvas: int,
+                      placements: list[tuple[int, int, int]], batch_size: int = 128) -> torch.Tensor:
+    """f(embedded_inputs(objects, canvas, size, y, x)) for every placement (size, y, x): (P, N, K)."""
+    return torch.stack([embedded_probs(model, objects, canvas, s, y, x, batch_size) for s, y, x in placements])
+
+
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """accuracy: P[argmax f(x) == y]."""
     return (logits.argmax(1) == labels).float().mean().item()

@@ -1,7 +1,8 @@
 """Small VGG-like and ResNet-like networks for 28-64 px inputs.
 
 VGG-like: ``stages`` blocks of [conv3x3-BN-ReLU] x convs_per_stage followed by a stride-2
-downsampling of a chosen kind, then global average pooling and a linear classifier, or (like
+downsampling of a chosen kind (fixed subsampling: max, maxblur, strided, convblur, avg, blur; adaptive
+polyphase sampling: maxaps, convaps, with a blur first when filt_size > 1), then global average pooling and a linear classifier, or (like
 VGG16 and AlexNet) a fully connected layer on the flattened map of a fixed-size input.
 ResNet-like: a conv3x3-BN-ReLU stem, then one residual block per stage whose first conv has
 stride 2 (shortcut: 1x1 conv with stride 2 + BN), then global average pooling and a linear layer.
@@ -15,9 +16,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .layers import FILTER_SIZES, BlurPool, Conv2d, ConvBlurPool, MaxBlurPool
+from .layers import FILTER_SIZES, ApsPool, BlurPool, Conv2d, ConvBlurPool, MaxApsPool, MaxBlurPool
 
-DOWNSAMPLE_KINDS = ("max", "maxblur", "strided", "convblur", "avg", "blur")
+APS_KINDS = ("maxaps", "convaps")
+DOWNSAMPLE_KINDS = ("max", "maxblur", "strided", "convblur", "avg", "blur", *APS_KINDS)
 ARCHS = ("vgg", "resnet")
 PADDING_MODES = ("zeros", "circular", "reflect")
 
@@ -99,12 +101,15 @@ def _stage(cfg: ModelConfig, index: int, cin: int, cout: int) -> list[tuple[str,
         return layers + [(last, ConvBNReLU(last_in, cout, cfg.padding, stride=2))]
     if kind == "convblur":
         return layers + [(last, ConvBlurPool(last_in, cout, cfg.filt_size, 2, pad, conv_padding=cfg.padding))]
+    if kind == "convaps":    # the strided conv with its fixed subsampling replaced by [blur +] APS
+        return layers + [(last, ConvBNReLU(last_in, cout, cfg.padding)), (f"{name}.aps", ApsPool(cout, cfg.filt_size, 2, pad))]
     layers.append((last, ConvBNReLU(last_in, cout, cfg.padding)))
     down = {
         "max": lambda: nn.MaxPool2d(2, 2),
         "maxblur": lambda: MaxBlurPool(cout, cfg.filt_size, 2, pad),
         "avg": lambda: nn.AvgPool2d(2, 2),
         "blur": lambda: BlurPool(cout, cfg.filt_size, 2, pad),
+        "maxaps": lambda: MaxApsPool(cout, cfg.filt_size, 2, pad),
     }[kind]()
     return layers + [(f"{name}.{kind}", down)]
 

@@ -10,6 +10,7 @@ import torch
 
 DEVICES = ("auto", "cpu", "cuda")
 EVENTS_ENV = "SHIFTLAB_EVENTS"
+CORES_ENV = "SHIFTLAB_CORES"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -33,13 +34,24 @@ def seed_everything(seed: int) -> None:
 
 
 def set_threads(n: int | None = None) -> None:
-    """Use n CPU threads for torch (default: every core this process may use)."""
-    torch.set_num_threads(n or cpu_count())
+    """Use n CPU threads for torch (default: the cores this process may use, ``cpu_budget``)."""
+    torch.set_num_threads(n or cpu_budget())
 
 
 def cpu_count() -> int:
-    """The cores this process may use."""
+    """The cores this process may run on."""
     return len(os.sched_getaffinity(0))
+
+
+def cpu_budget() -> int:
+    """The cores this process should use: $SHIFTLAB_CORES when the driver runs notebooks side by side
+    (its share of the machine), else every core it may run on."""
+    share = os.environ.get(CORES_ENV, "")
+    if not share:
+        return cpu_count()
+    if not share.isdigit() or int(share) < 1:
+        raise ValueError(f"${CORES_ENV}={share!r} is invalid; valid: a whole number of cores >= 1")
+    return min(int(share), cpu_count())
 
 
 def report(event: str) -> None:

@@ -7,16 +7,20 @@ bytes together with their SHA-256, is written to a temporary file and renamed, a
 
 Training runs one CPU thread per model, so a model's weights do not depend on how many cores the
 machine has, and ``ensure`` trains the missing models of a chapter side by side, one worker process
-per core: small convolutions use one core far better than two.
+per core: small convolutions use one core far better than two. Several processes asking for the same
+model (two notebooks run side by side) train it once: training holds a lock on
+``<cache_dir>/locks/<name>-<key>.lock`` and checks the cache again once it holds it.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
 import multiprocessing
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,7 +31,7 @@ from . import __version__
 from .data import Canvas, load
 from .results import atomic_write_bytes
 from .models import ModelConfig, VGGLike, build
-from .runtime import cpu_count, report, seed_everything
+from .runtime import cpu_budget, report, seed_everything
 from .train import TrainConfig, train
 
 
@@ -187,23 +191,44 @@ def _cached(path: Path, config: dict) -> tuple[VGGLike, list[dict]] | None:
         return None
 
 
+def _cached_quietly(path: Path, config: dict) -> bool:
+    """Whether a usable model of this configuration is cached at path, without warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return path.exists() and _cached(path, config) is not None
+
+
+@contextmanager
+def _training_lock(path: Path):
+    """Hold an exclusive lock on the model at path (released when the process ends, even on a crash)."""
+    lock = path.parent / "locks" / f"{path.stem}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def _train_to_cache(config: dict, path: str, device: str = "cpu", progress: bool = False) -> float:
-    """Train the model of a full configuration on one CPU thread and cache it; returns training seconds."""
+    """Train the model of a full configuration on one CPU thread and cache it, unless another process
+    cached it while this one waited for the lock; returns training seconds (0 when it was not trained)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        tcfg = train_config(config)
-        split = load(config["data"]["dataset"], "train").subset(config["data"]["n_train"], tcfg.seed)
-        x = split.as_float(None if tcfg.canvas else config["data"]["image_size"])
-        seed_everything(tcfg.seed)
-        model = build(ModelConfig(**config["model"]))
-        label = f"{config['name']} seed {tcfg.seed}"
-        report(f"train {label}: {tcfg.epochs} epochs x {len(x)} images")
-        history = train(model, x, split.labels, tcfg, device=device, progress=progress, desc=label,
-                        on_epoch=lambda h: report(f"train {label}: epoch {h['epoch']}/{tcfg.epochs} "
-                                                  f"in {h['seconds']:.0f} s, train acc {h['train_acc']:.3f}"))
-        save_checkpoint(Path(path), model.cpu(), config, history)
-        return sum(h["seconds"] for h in history)
+        with _training_lock(Path(path)):
+            if _cached_quietly(Path(path), config):   # the caller has warned about a damaged file already
+                return 0.0
+            tcfg = train_config(config)
+            split = load(config["data"]["dataset"], "train").subset(config["data"]["n_train"], tcfg.seed)
+            x = split.as_float(None if tcfg.canvas else config["data"]["image_size"])
+            seed_everything(tcfg.seed)
+            model = build(ModelConfig(**config["model"]))
+            label = f"{config['name']} seed {tcfg.seed}"
+            report(f"train {label}: {tcfg.epochs} epochs x {len(x)} images")
+            history = train(model, x, split.labels, tcfg, device=device, progress=progress, desc=label,
+                            on_epoch=lambda h: report(f"train {label}: epoch {h['epoch']}/{tcfg.epochs} "
+                                                      f"in {h['seconds']:.0f} s, train acc {h['train_acc']:.3f}"))
+            save_checkpoint(Path(path), model.cpu(), config, history)
+            return sum(h["seconds"] for h in history)
     finally:
         torch.set_num_threads(threads)
 
@@ -211,12 +236,12 @@ def _train_to_cache(config: dict, path: str, device: str = "cpu", progress: bool
 def ensure(requests: list[tuple[str, int]], *, n_train: int, epochs: int, cache_dir: str | Path = "results/cache",
            device: torch.device | str = "cpu", workers: int | None = None, progress: bool = True) -> int:
     """Train every (name, seed) of requests that is not cached yet, `workers` at a time (default: one per
-    core; on a GPU one after the other); returns how many were trained."""
+    core this process may use; on a GPU one after the other); returns how many were trained."""
     configs = {(name, seed): full_config(name, n_train, epochs, seed) for name, seed in dict.fromkeys(requests)}
     missing = [c for c in configs.values() if _cached(model_path(cache_dir, c), c) is None]
     if not missing:
         return 0
-    workers = min(len(missing), workers or cpu_count())
+    workers = min(len(missing), workers or cpu_budget())
     bar = tqdm(total=len(missing), desc=f"training {len(missing)} model(s) on {workers} worker(s)",
                disable=not progress, mininterval=1.0)
     if torch.device(device).type != "cpu" or workers == 1:

@@ -1,0 +1,94 @@
+"""Adaptive polyphase sampling: the layer by hand, and exact circular shift invariance of whole networks
+with random weights at random shifts (before any training)."""
+import pytest
+import torch
+
+from shiftlab import layers, models, shifts
+
+
+def test_polyphase_components_by_hand():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    comps = layers.polyphase_components(x)
+    assert comps.shape == (1, 4, 1, 2, 2)
+    assert comps[0, :, 0].flatten(1).tolist() == [[0, 2, 8, 10], [1, 3, 9, 11], [4, 6, 12, 14], [5, 7, 13, 15]]
+
+
+def test_aps_keeps_the_component_of_largest_norm_per_image():
+    x = torch.zeros(2, 1, 4, 4)
+    x[0, 0, 1, 1] = 5.0            # phase (1, 1) -> index 3
+    x[1, 0, 0, 1] = -7.0           # phase (0, 1) -> index 1 (the norm, not the value)
+    aps = layers.ApsPool(1)
+    assert aps.selected_phase(x).tolist() == [3, 1]
+    out = aps(x)
+    assert out.shape == (2, 1, 2, 2) and out[0, 0, 0, 0] == 5.0 and out[1, 0, 0, 0] == -7.0
+
+
+def test_aps_ties_keep_the_first_phase_and_black_maps_give_black():
+    x = torch.zeros(2, 3, 4, 4)
+    x[1] = 1.0                     # every component has the same norm
+    aps = layers.ApsPool(3)
+    assert aps.selected_phase(x).tolist() == [0, 0]
+    assert aps(x)[0].eq(0).all() and aps(x)[1].eq(1).all()
+
+
+@pytest.mark.parametrize("norm", ["l1", "l2", "linf"])
+def test_aps_output_is_a_whole_cell_shift_under_any_input_shift(norm):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 4, 8, 8, generator=g)
+    aps = layers.ApsPool(4, norm=norm)
+    ref = aps(x)
+    for dy, dx in [(1, 0), (0, 1), (1, 1), (3, 6), (7, 7)]:
+        out = aps(shifts.roll(x, dy, dx))
+        # per image the same component wins, moved by a whole number of cells: some roll of ref equals out
+        for o, r in zip(out, ref):
+            assert any(torch.equal(o, shifts.roll(r, cy, cx)) for cy in range(4) for cx in range(4))
+
+
+def test_aps_refuses_odd_maps_and_unknown_norms():
+    with pytest.raises(ValueError, match="valid: sizes divisible by 2"):
+        layers.ApsPool(1)(torch.zeros(1, 1, 5, 4))
+    with pytest.raises(ValueError, match="valid: l1, l2, linf"):
+        layers.ApsPool(1, norm="l3")
+
+
+def test_aps_gradient_reaches_only_the_kept_component():
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    aps = layers.ApsPool(3)
+    aps(x).sum().backward()
+    phases = aps.selected_phase(x.detach())
+    for n in range(2):
+        i, j = divmod(int(phases[n]), 2)
+        mask = torch.zeros(4, 4)
+        mask[i::2, j::2] = 1
+        assert torch.equal(x.grad[n], mask.expand(3, 4, 4))
+
+
+@pytest.mark.parametrize("downsample, filt_size", [("maxaps", 1), ("maxaps", 3), ("convaps", 1), ("convaps", 5)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_aps_network_with_random_weights_is_exactly_invariant_to_random_circular_shifts(downsample, filt_size, seed):
+    """100 % circular consistency before training: every prediction is unchanged by every shift tried,
+    and the logits agree to float precision; the MaxPool network with the same seed is not invariant."""
+    torch.manual_seed(seed)
+    net = models.build(models.ModelConfig(downsample=downsample, filt_size=filt_size, padding="circular")).eval()
+    torch.manual_seed(seed)
+    plain = models.build(models.ModelConfig(downsample="max", padding="circular")).eval()
+    g = torch.Generator().manual_seed(100 + seed)
+    x = torch.rand(32, 1, 32, 32, generator=g)
+    moves = torch.randint(0, 32, (12, 2), generator=g).tolist()
+    with torch.no_grad():
+        ref, plain_ref = net(x), plain(x)
+        worst, plain_worst = 0.0, 0.0
+        for dy, dx in moves:
+            z = net(shifts.roll(x, dy, dx))
+            assert torch.equal(z.argmax(1), ref.argmax(1))
+            worst = max(worst, (z - ref).abs().max().item())
+            plain_worst = max(plain_worst, (plain(shifts.roll(x, dy, dx)) - plain_ref).abs().max().item())
+    assert worst < 1e-4 < plain_worst
+
+
+def test_aps_with_zero_padding_is_not_exactly_invariant():
+    torch.manual_seed(0)
+    net = models.build(models.ModelConfig(downsample="maxaps", padding="zeros")).eval()
+    x = torch.rand(16, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (net(shifts.roll(x, 3, 5)) - net(x)).abs().max() > 1e-4
