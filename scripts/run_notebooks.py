@@ -9,8 +9,9 @@ the site, and is timed. While it runs, one live line shows the cell, the elapsed
 previous run's time, and every model it trains is printed as it starts and finishes each epoch.
 The first failure stops the run with the notebook, the cell and the error, keeps the partial
 notebook for inspection, and leaves the chapter's last good page in place. Each notebook's time is
-kept in results/<profile>/run_times.json, as cold (it trained a model) or warm (it did not), and
-written as the budget table <out>/run_times.md that book/reproducing.md shows.
+kept in results/<profile>/run_times.json, as cold (it trained a model) or warm (it did not), with
+the wall time of the last whole run (every notebook), and written as the budget table
+<out>/run_times.md that book/reproducing.md shows.
 
 With --jobs N, N notebooks run at once in worker processes, longest (by the last run) first, each
 with an equal share of the cores (torch threads and training workers); the 99_* notebooks, which
@@ -213,8 +214,12 @@ def _status_line(running: dict, times: dict) -> str:
     return " | ".join(parts)
 
 
+RUNS = "whole run"   # the key of the whole-run wall times in run_times.json
+
+
 def load_times(path: Path) -> dict:
-    """{notebook: {"cold": s, "warm": s}} from earlier runs (empty when absent or unreadable)."""
+    """{notebook: {"cold": s, "warm": s}, "whole run": {"cold": {...}, "warm": {...}}} from earlier runs
+    (empty when absent or unreadable)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -226,15 +231,27 @@ def save_times(path: Path, times: dict, table: Path) -> None:
     atomic_write_bytes(path, (json.dumps(times, indent=2, sort_keys=True) + "\n").encode())
     rows = ["| chapter | cold: trains its models (min:s) | warm: models cached (min:s) |", "| --- | --- | --- |"]
     total = {"cold": 0.0, "warm": 0.0}
-    for name in sorted(times):
+    for name in sorted(k for k in times if k != RUNS):
         cells = []
         for kind in ("cold", "warm"):
             seconds = times[name].get(kind)
             total[kind] += seconds or 0.0
             cells.append(_clock(seconds) if seconds is not None else "not run yet")
         rows.append(f"| {name} | {cells[0]} | {cells[1]} |")
-    rows.append(f"| **all notebooks** | **{_clock(total['cold'])}** | **{_clock(total['warm'])}** |")
+    rows.append(f"| **all notebooks, sum** | **{_clock(total['cold'])}** | **{_clock(total['warm'])}** |")
+    runs = times.get(RUNS, {})
+    if runs:
+        cells = [f"**{_clock(r['seconds'])}** ({r['notebooks']} notebooks, {r['jobs']} at a time)" if (r := runs.get(kind))
+                 else "not run yet" for kind in ("cold", "warm")]
+        rows.append(f"| **whole run, wall clock** | {cells[0]} | {cells[1]} |")
     atomic_write_bytes(table, ("\n".join(rows) + "\n").encode())
+
+
+def _record_run(times: dict, seconds: float, n: int, jobs: int, trained: bool, times_path: Path, out_dir: Path) -> None:
+    """Keep a whole run's wall time (cold if any notebook trained a model), when it ran every notebook."""
+    if n == len(discover(None)):
+        times.setdefault(RUNS, {})["cold" if trained else "warm"] = {"seconds": round(seconds, 1), "notebooks": n, "jobs": jobs}
+        save_times(times_path, times, out_dir / "run_times.md")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,7 +300,7 @@ def _failed(nb: Path, out: Path, err: pm.PapermillExecutionError) -> int:
 
 def run_sequential(jobs: list, out_dir: Path, results_dir: Path, times: dict, times_path: Path, _n: int) -> int:
     """One notebook after the other, in this process, with a live line for each."""
-    started = time.perf_counter()
+    started, any_trained = time.perf_counter(), False
     for nb, values in jobs:
         out, label = out_dir / nb.name, f"[{values['profile']}] {nb.stem}"
         previous = times.get(nb.stem, {})
@@ -293,14 +310,17 @@ def run_sequential(jobs: list, out_dir: Path, results_dir: Path, times: dict, ti
                                    previous.get("cold") or previous.get("warm"))
         except pm.PapermillExecutionError as err:
             return _failed(nb, out, err)
+        any_trained |= trained
         _record(times, nb, seconds, trained, times_path, out_dir, label)
-    print(f"all {len(jobs)} notebook(s) done in {time.perf_counter() - started:.1f} s")
+    wall = time.perf_counter() - started
+    _record_run(times, wall, len(jobs), 1, any_trained, times_path, out_dir)
+    print(f"all {len(jobs)} notebook(s) done in {wall:.1f} s")
     return 0
 
 
 def run_parallel(jobs: list, out_dir: Path, results_dir: Path, times: dict, times_path: Path, n: int) -> int:
     """n notebooks at a time in worker processes, longest first, the 99_* ones after the rest."""
-    started = time.perf_counter()
+    started, any_trained = time.perf_counter(), False
     last = lambda nb: (times.get(nb.stem, {}).get("cold") or times.get(nb.stem, {}).get("warm") or 0.0)
     waves = [sorted([j for j in jobs if not j[0].stem.startswith("99_")], key=lambda j: -last(j[0])),
              [j for j in jobs if j[0].stem.startswith("99_")]]
@@ -330,10 +350,13 @@ def run_parallel(jobs: list, out_dir: Path, results_dir: Path, times: dict, time
                         print("\r\033[K" if live else "", end="")
                         return _failed(nb, out_dir / nb.name, err)
                     print("\r\033[K" if live else "", end="")
+                    any_trained |= trained
                     _record(times, nb, seconds, trained, times_path, out_dir, label)
                 if live and running:
                     print(f"\r\033[K{_status_line(running, times)}"[:200], end="", flush=True)
-    print(f"all {len(jobs)} notebook(s) done in {time.perf_counter() - started:.1f} s")
+    wall = time.perf_counter() - started
+    _record_run(times, wall, len(jobs), n, any_trained, times_path, out_dir)
+    print(f"all {len(jobs)} notebook(s) done in {wall:.1f} s")
     return 0
 
 

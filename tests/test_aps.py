@@ -92,3 +92,18 @@ def test_aps_with_zero_padding_is_not_exactly_invariant():
     x = torch.rand(16, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert (net(shifts.roll(x, 3, 5)) - net(x)).abs().max() > 1e-4
+
+
+def test_phase_margins_name_every_aps_layer_and_follow_a_one_pixel_shift():
+    from shiftlab import protocols
+
+    torch.manual_seed(0)
+    net = models.build(models.ModelConfig(downsample="maxaps", padding="circular", widths=(4, 8))).eval()
+    x = torch.rand(200, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    found = protocols.aps_phase_margins(net, x)
+    assert sorted(found) == ["body.s1_maxaps.1", "body.s2_maxaps.1"]
+    first = found["body.s1_maxaps.1"]
+    assert first["phase"].shape == (200,) and (first["margin"] >= 0).all() and (first["norm"] > 0).all()
+    moved = protocols.aps_phase_margins(net, shifts.roll(x, 0, 1))["body.s1_maxaps.1"]
+    # a 1-px horizontal shift swaps the column parity of the kept component: j -> 1 - j
+    assert torch.equal(moved["phase"] % 2, 1 - first["phase"] % 2)

@@ -102,6 +102,13 @@ def test_exact_claims_hold_in_every_chapter(smoke_run):
     assert all(err < 1e-6 for err in blur["decomposition_max_abs_error"].values())
     internal = _metrics(smoke_run, "06_internal_equivariance")
     assert internal["max_on_lattice"] < 1e-5 and internal["periodicity_max_deviation"] < 1e-5
+    aps = _metrics(smoke_run, "09_aps")
+    exact = ("APS", "APS-LPF", "conv-APS")
+    assert all(r["max relative logit change"] < 1e-5 for r in aps["untrained"] if r["network"] in exact)
+    assert all(r["max relative logit change"] > 1e-3 for r in aps["untrained"] if r["network"] not in exact)
+    trained = [r for r in aps["runs"] if r["network"] in ("APS", "APS-LPF")]
+    assert len(trained) == 4 and all(r["consistency (circular)"] == 1.0 for r in trained)
+    assert all(r["consistency (crop)"] < 1.0 for r in trained), "crop shifts are not circular: APS is not exact there"
 
 
 def test_every_chapter_reports_its_measurements(smoke_run):

@@ -73,3 +73,42 @@ def near_far(per_position: torch.Tensor, distance: torch.Tensor, near: float, fa
     if not (d <= near).any() or not (d >= far).any():
         raise ValueError(f"no position is within {near} or beyond {far} of the centre; distances span {d.min()}..{d.max()}")
     return flat[d <= near].mean(0), flat[d >= far].mean(0)
+
+
+def shift_consistency(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, max_shift: int,
+                      seed: int) -> dict[str, torch.Tensor]:
+    """Per image: correct (argmax f(x) == y), and agreement under circular and under crop shifts
+    (1[ŷ(shift_a x) == ŷ(shift_b x)], offsets a, b ~ U{-max_shift..max_shift}² drawn with seed)."""
+    return {"correct": metrics.predict_logits(model, x).argmax(1) == labels,
+            "agree circular": metrics.agreement(model, x, "roll", max_shift, seed),
+            "agree crop": metrics.agreement(model, x, "crop", max_shift, seed)}
+
+
+def aps_phase_margins(model: torch.nn.Module, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+    """For every ApsPool layer, per image: the phase it keeps, the largest component norm and its margin
+    over the second largest (0 = a tie, decided by the first-phase rule)."""
+    from .layers import APS_NORMS, ApsPool, polyphase_components
+
+    batches: dict[str, list[torch.Tensor]] = {}
+
+    def record(name):
+        def hook(layer, inputs, _output):
+            z = inputs[0].detach()
+            z = layer.blur(z) if layer.blur is not None else z
+            norms = polyphase_components(z, layer.stride).flatten(2).double().norm(p=APS_NORMS[layer.norm], dim=2)
+            batches.setdefault(name, []).append(norms.cpu())
+        return hook
+
+    hooks = [layer.register_forward_hook(record(name)) for name, layer in model.named_modules()
+             if isinstance(layer, ApsPool)]
+    try:
+        metrics.predict_logits(model, x)
+    finally:
+        for h in hooks:
+            h.remove()
+    out = {}
+    for name, parts in batches.items():
+        norms = torch.cat(parts)
+        top = norms.topk(2, dim=1).values
+        out[name] = {"phase": norms.argmax(1), "norm": top[:, 0], "margin": top[:, 0] - top[:, 1]}
+    return out

@@ -53,7 +53,7 @@ RESNET = ModelConfig(arch="resnet", downsample="strided", padding="circular")
 
 def _registry() -> dict[str, Entry]:
     """baseline (MaxPool = MaxBlurPool with filter 1), maxblur2..maxblur7, each also with an _aug twin
-    and a zero-padded (_zeros, Zhang's setting) twin."""
+    and a zero-padded (_zeros, Zhang's setting) twin; the ResNet-like; the APS networks of Part III."""
     entries = {}
     for m in range(1, 8):
         name = "baseline" if m == 1 else f"maxblur{m}"
@@ -65,6 +65,10 @@ def _registry() -> dict[str, Entry]:
         entries[f"{name}_zeros"] = Entry(replace(model, padding="zeros"),
                                          description=f"{what}, zero padding, widths 16-32-64, no augmentation")
     entries["resnet"] = Entry(RESNET, description="ResNet-like, 3 strided residual stages, circular padding, no augmentation")
+    aps = replace(VGG_MAX, downsample="maxaps")
+    entries["aps"] = Entry(aps, description="MaxPool's subsampling replaced by adaptive polyphase sampling, circular padding")
+    entries["aps_lpf3"] = Entry(replace(aps, filt_size=3), description="dense max, Tri-3 blur, then APS (APS-LPF), circular padding")
+    entries["aps_zeros"] = Entry(replace(aps, padding="zeros"), description="dense max then APS, zero padding")
     entries.update(_canvas_registry())
     return entries
 
