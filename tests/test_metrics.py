@@ -284,3 +284,20 @@ def test_embedded_probs_at_stacks_one_placement_per_row(circ_net):
     for row, (s, y, x) in zip(got, placements):
         assert torch.equal(row, metrics.embedded_probs(circ_net, objects, 48, s, y, x))
     assert not torch.equal(got[0], got[2])
+
+
+def test_shift_grid_correct_is_periodic_in_the_total_stride(circ_net, images):
+    labels = metrics.predict_logits(circ_net, images).argmax(1)
+    s = circ_net.cfg.total_stride
+    small = metrics.shift_grid_correct(circ_net, images, labels, s)
+    full = metrics.shift_grid_correct(circ_net, images, labels, SIZE)
+    assert small.shape == (s * s, len(images)) and full.shape == (SIZE * SIZE, len(images))
+    assert small[0].all(), "unshifted, every image gets its own prediction"
+    assert torch.equal(small.all(0), full.all(0))
+
+
+def test_fractional_shift_predictions_at_whole_pixels_are_rolls(circ_net, images):
+    got = metrics.fractional_shift_predictions(circ_net, images, [(0, 0), (0, 1), (2, 3), (0, 0.5)])
+    assert got.shape == (4, len(images))
+    for row, (dy, dx) in zip(got[:3], [(0, 0), (0, 1), (2, 3)]):
+        assert torch.equal(row, metrics.predict_logits(circ_net, shifts.roll(images, dy, dx)).argmax(1))

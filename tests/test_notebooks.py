@@ -109,6 +109,8 @@ def test_exact_claims_hold_in_every_chapter(smoke_run):
     trained = [r for r in aps["runs"] if r["network"] in ("APS", "APS-LPF")]
     assert len(trained) == 4 and all(r["consistency (circular)"] == 1.0 for r in trained)
     assert all(r["consistency (crop)"] < 1.0 for r in trained), "crop shifts are not circular: APS is not exact there"
+    worst = [r for r in _metrics(smoke_run, "10_fractional_worst_case")["runs"] if r["network"] in ("APS", "APS-LPF")]
+    assert len(worst) == 4 and all(r["adversary's gain"] == 0 and r["integer-shift change (t = 1 px)"] == 0 for r in worst)
 
 
 def test_every_chapter_reports_its_measurements(smoke_run):
@@ -129,6 +131,12 @@ def test_every_chapter_reports_its_measurements(smoke_run):
     assert len(runs) == len(arms) * 2 and all(0 <= r["consistency (crop)"] <= 1 for r in runs)
     flips = _metrics(smoke_run, "08_robustness")["flip_rate"]
     assert len(flips) == 3 * 2 * 2 and all(0 <= r["flip rate"] <= 1 for r in flips)
+    fractional = _metrics(smoke_run, "10_fractional_worst_case")["fractional"]
+    assert {r["network"] for r in fractional} == {"MaxPool", "MaxBlurPool-3", "APS", "APS-LPF"}
+    assert all(r["P(top-1 change)"] == 0 for r in fractional if r["shift t (px)"] == 0)
+    padding = _metrics(smoke_run, "11_padding_position")["runs"]
+    assert [r["padding"] for r in padding] == ["circular", "zeros", "reflect"]
+    assert all(0 <= r["probe accuracy (held-out)"] <= 1 for r in padding)
 
 
 def _parameters_cell(path) -> dict:

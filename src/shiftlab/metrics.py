@@ -154,6 +154,21 @@ def output_change_grid(model: nn.Module, x: torch.Tensor, period: int,
     return {"logit_change": change, "p_change": flips}
 
 
+@torch.no_grad()
+def shift_grid_correct(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, period: int) -> torch.Tensor:
+    """1[ŷ(roll(x, d)) == y] for every circular shift d in {0..P-1}², row-major: (P², N). Its all()
+    over shifts is correctness against an adversary who picks the shift per image (worst-case accuracy)."""
+    return torch.stack([predict_logits(model, sh.roll(x, dy, dx)).argmax(1) == labels for dy, dx in shift_grid(period)])
+
+
+@torch.no_grad()
+def fractional_shift_predictions(model: nn.Module, x: torch.Tensor, offsets: list[tuple[float, float]]) -> torch.Tensor:
+    """ŷ(T_t x) for every offset t = (ty, tx) px, T = band-limited circular shift (``fourier_shift``,
+    fractions allowed; an integer offset is exactly a roll): (len(offsets), N)."""
+    spectrum = torch.fft.fft2(x)
+    return torch.stack([predict_logits(model, fourier_shift(x, ty, tx, spectrum)).argmax(1) for ty, tx in offsets])
+
+
 def tile_periodic(grid: torch.Tensor, size: int) -> torch.Tensor:
     """Tile a (P, P) grid of a quantity periodic in the shift to (size, size)."""
     reps = -(-size // grid.shape[-1])

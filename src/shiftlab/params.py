@@ -75,6 +75,8 @@ RULES: dict[str, Rule] = {
     "n_seeds": _int_at_least(1),
     "n_sequences": _int_at_least(1),
     "n_frames": _int_at_least(2),
+    "frac_steps": _int_at_least(2),
+    "placements": _int_at_least(1),
 }
 
 

@@ -95,6 +95,11 @@ def _canvas_registry() -> dict[str, Entry]:
                                         description="VGG-like, circular padding, objects centred"),
         "canvas_fixed_size": Entry(vgg, canvas=Canvas(64, 28, 28, "uniform"),
                                    description="VGG-like, objects of 28 px only, anywhere"),
+        # Part III, padding: canvas_vgg with zero or reflect padding instead of circular
+        "canvas_vgg_zeros": Entry(replace(vgg, padding="zeros"), canvas=anywhere,
+                                  description="VGG-like, zero padding, objects of 14-28 px anywhere"),
+        "canvas_vgg_reflect": Entry(replace(vgg, padding="reflect"), canvas=anywhere,
+                                    description="VGG-like, reflect padding, objects of 14-28 px anywhere"),
     }
     widths = {1: (16,), 2: (16, 32), 4: (16, 32, 64, 64)}
     for stages, w in widths.items():
