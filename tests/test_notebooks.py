@@ -109,6 +109,8 @@ def test_exact_claims_hold_in_every_chapter(smoke_run):
     trained = [r for r in aps["runs"] if r["network"] in ("APS", "APS-LPF")]
     assert len(trained) == 4 and all(r["consistency (circular)"] == 1.0 for r in trained)
     assert all(r["consistency (crop)"] < 1.0 for r in trained), "crop shifts are not circular: APS is not exact there"
+    sliding = {r["network"]: r for r in _metrics(smoke_run, "14_sliding_windows")["equality"]}
+    assert sliding["no padding"]["max |logit difference|"] < 1e-5 < sliding["circular padding"]["max |logit difference|"]
     worst = [r for r in _metrics(smoke_run, "10_fractional_worst_case")["runs"] if r["network"] in ("APS", "APS-LPF")]
     assert len(worst) == 4 and all(r["adversary's gain"] == 0 and r["integer-shift change (t = 1 px)"] == 0 for r in worst)
 

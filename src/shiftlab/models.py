@@ -22,6 +22,7 @@ APS_KINDS = ("maxaps", "convaps")
 DOWNSAMPLE_KINDS = ("max", "maxblur", "strided", "convblur", "avg", "blur", *APS_KINDS)
 ARCHS = ("vgg", "resnet")
 PADDING_MODES = ("zeros", "circular", "reflect")
+NO_PADDING = "valid"     # 'valid' convolutions: every output sees only real input (sliding windows, chapter 14)
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,10 @@ class ModelConfig:
         _check(self.downsample in DOWNSAMPLE_KINDS,
                f"downsample={self.downsample!r} is invalid; valid: {', '.join(DOWNSAMPLE_KINDS)}")
         _check(self.filt_size in FILTER_SIZES, f"filt_size={self.filt_size} is invalid; valid: 1..7")
-        _check(self.padding in PADDING_MODES,
-               f"padding={self.padding!r} is invalid; valid: {', '.join(PADDING_MODES)}")
+        _check(self.padding in PADDING_MODES or (self.padding == NO_PADDING and self.arch == "vgg" and self.downsample == "max"
+                                                  and not self.fc_input),
+               f"padding={self.padding!r} is invalid; valid: {', '.join(PADDING_MODES)}, or {NO_PADDING!r} "
+               "(no padding, for the VGG-like with MaxPool and global pooling)")
         _check(len(self.widths) >= 1 and all(w >= 1 for w in self.widths),
                f"widths={self.widths} is invalid; valid: one or more positive integers")
         _check(self.convs_per_stage >= 1, f"convs_per_stage={self.convs_per_stage} is invalid; valid: >= 1")
@@ -74,11 +77,12 @@ def _check(ok: bool, message: str) -> None:
 
 
 class ConvBNReLU(nn.Sequential):
-    """ReLU . BN . Conv_{3, stride}."""
+    """ReLU . BN . Conv_{3, stride} (padded by 1 px with the padding mode, or not at all when 'valid')."""
 
     def __init__(self, cin: int, cout: int, padding: str, stride: int = 1):
+        valid = padding == NO_PADDING
         super().__init__(
-            Conv2d(cin, cout, 3, stride=stride, padding=1, padding_mode=padding, bias=False),
+            Conv2d(cin, cout, 3, stride=stride, padding=0 if valid else 1, padding_mode="zeros" if valid else padding, bias=False),
             nn.BatchNorm2d(cout),
             nn.ReLU(inplace=True),
         )

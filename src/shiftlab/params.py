@@ -77,6 +77,8 @@ RULES: dict[str, Rule] = {
     "n_frames": _int_at_least(2),
     "frac_steps": _int_at_least(2),
     "placements": _int_at_least(1),
+    "n_scenes": _int_at_least(1),
+    "scene_size": _int_at_least(64),
 }
 
 

@@ -100,6 +100,9 @@ def _canvas_registry() -> dict[str, Entry]:
                                   description="VGG-like, zero padding, objects of 14-28 px anywhere"),
         "canvas_vgg_reflect": Entry(replace(vgg, padding="reflect"), canvas=anywhere,
                                     description="VGG-like, reflect padding, objects of 14-28 px anywhere"),
+        # Part IV, sliding windows: no padding, so a dense pass equals the window loop exactly
+        "canvas_vgg_valid": Entry(replace(vgg, padding="valid"), canvas=anywhere,
+                                  description="VGG-like without padding ('valid' convolutions), objects of 14-28 px anywhere"),
     }
     widths = {1: (16,), 2: (16, 32), 4: (16, 32, 64, 64)}
     for stages, w in widths.items():
