@@ -109,6 +109,9 @@ def test_exact_claims_hold_in_every_chapter(smoke_run):
     trained = [r for r in aps["runs"] if r["network"] in ("APS", "APS-LPF")]
     assert len(trained) == 4 and all(r["consistency (circular)"] == 1.0 for r in trained)
     assert all(r["consistency (crop)"] < 1.0 for r in trained), "crop shifts are not circular: APS is not exact there"
+    rotations = _metrics(smoke_run, "12_rotations")["curves"]
+    c8_at_90 = [r for r in rotations if r["network"] == "C8 CNN" and r["angle (°)"] % 90 == 0]
+    assert len(c8_at_90) == 5 and all(r["max relative logit change"] < 1e-5 and r["P(top-1 change) vs 0°"] == 0 for r in c8_at_90)
     sliding = {r["network"]: r for r in _metrics(smoke_run, "14_sliding_windows")["equality"]}
     assert sliding["no padding"]["max |logit difference|"] < 1e-5 < sliding["circular padding"]["max |logit difference|"]
     worst = [r for r in _metrics(smoke_run, "10_fractional_worst_case")["runs"] if r["network"] in ("APS", "APS-LPF")]

@@ -4,6 +4,7 @@ VGG-like: ``stages`` blocks of [conv3x3-BN-ReLU] x convs_per_stage followed by a
 downsampling of a chosen kind (fixed subsampling: max, maxblur, strided, convblur, avg, blur; adaptive
 polyphase sampling: maxaps, convaps, with a blur first when filt_size > 1), then global average pooling and a linear classifier, or (like
 VGG16 and AlexNet) a fully connected layer on the flattened map of a fixed-size input.
+C8 (rotation-equivariant, ``shiftlab.equivariant``, needs e2cnn): steerable convolutions, see there.
 ResNet-like: a conv3x3-BN-ReLU stem, then one residual block per stage whose first conv has
 stride 2 (shortcut: 1x1 conv with stride 2 + BN), then global average pooling and a linear layer.
 Both have total stride S = 2**stages.
@@ -20,7 +21,7 @@ from .layers import FILTER_SIZES, ApsPool, BlurPool, Conv2d, ConvBlurPool, MaxAp
 
 APS_KINDS = ("maxaps", "convaps")
 DOWNSAMPLE_KINDS = ("max", "maxblur", "strided", "convblur", "avg", "blur", *APS_KINDS)
-ARCHS = ("vgg", "resnet")
+ARCHS = ("vgg", "resnet", "c8")
 PADDING_MODES = ("zeros", "circular", "reflect")
 NO_PADDING = "valid"     # 'valid' convolutions: every output sees only real input (sliding windows, chapter 14)
 
@@ -42,8 +43,10 @@ class ModelConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         _check(self.arch in ARCHS, f"arch={self.arch!r} is invalid; valid: {', '.join(ARCHS)}")
-        _check(self.arch == "vgg" or self.downsample == "strided",
+        _check(self.arch != "resnet" or self.downsample == "strided",
                f"arch='resnet' downsamples with strided convolutions; downsample={self.downsample!r} is invalid")
+        _check(self.arch != "c8" or (self.downsample == "avg" and self.padding == "zeros" and not self.fc_input),
+               "arch='c8' (rotation-equivariant, e2cnn) has its own layers; valid: downsample='avg', padding='zeros'")
         _check(self.downsample in DOWNSAMPLE_KINDS,
                f"downsample={self.downsample!r} is invalid; valid: {', '.join(DOWNSAMPLE_KINDS)}")
         _check(self.filt_size in FILTER_SIZES, f"filt_size={self.filt_size} is invalid; valid: 1..7")
@@ -180,6 +183,10 @@ class ResNetLike(VGGLike):
         self.head = nn.Linear(cin, cfg.num_classes)
 
 
-def build(cfg: ModelConfig) -> VGGLike:
+def build(cfg: ModelConfig) -> nn.Module:
     """Instantiate the network described by cfg (weights from the current torch RNG state)."""
+    if cfg.arch == "c8":
+        from .equivariant import C8Net
+
+        return C8Net(cfg)
     return ResNetLike(cfg) if cfg.arch == "resnet" else VGGLike(cfg)

@@ -78,6 +78,7 @@ RULES: dict[str, Rule] = {
     "frac_steps": _int_at_least(2),
     "placements": _int_at_least(1),
     "n_scenes": _int_at_least(1),
+    "angle_step": _int_between(1, 180, " (degrees)"),
     "scene_size": _int_at_least(64),
 }
 

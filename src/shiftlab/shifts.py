@@ -81,3 +81,17 @@ def random_walk(n: int, frames: int, limit: int, generator: torch.Generator) -> 
 def diagonal_path(x: torch.Tensor, max_shift: int, kind: str = "roll") -> torch.Tensor:
     """The images shifted by (d, d) for d = 0..max_shift: shape (max_shift + 1, N, C, H, W)."""
     return torch.stack([shift(x, d, d, kind) for d in range(max_shift + 1)])
+
+
+def rotate(x: torch.Tensor, degrees: float | torch.Tensor) -> torch.Tensor:
+    """Rotate (N, C, H, W) images counter-clockwise about the image centre by `degrees` (one angle, or one
+    per image): bilinear sampling with black fill; a single multiple of 90° is the exact pixel permutation."""
+    if not torch.is_tensor(degrees) and float(degrees) % 90 == 0:
+        return torch.rot90(x, int(degrees) // 90 % 4, dims=(-2, -1))
+    theta = torch.deg2rad(torch.as_tensor(degrees, dtype=x.dtype).reshape(-1).expand(len(x)))
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    zero = torch.zeros_like(cos)
+    # output (u, v) samples the input at R(-θ)(u, v) in normalised coordinates (x right, y down)
+    affine = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], 1)
+    grid = torch.nn.functional.affine_grid(affine, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from . import shifts as sh
 from .data import Canvas, place_on_canvas
 
-AUGMENTS = ("none", "roll", "crop")
+AUGMENTS = ("none", "roll", "crop", "rotate")
 CHANNELS_LAST = torch.channels_last
 
 
@@ -57,10 +57,13 @@ class TrainConfig:
 
 
 def augment_batch(x: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
-    """Place every object on the canvas when training on one; else shift every image by its own offset
-    ~ U{-m..m}^2 (circular for 'roll', black fill for 'crop')."""
+    """Place every object on the canvas when training on one; else rotate every image by its own angle
+    ~ U[0°, 360°) ('rotate'), or shift it by its own offset ~ U{-m..m}^2 (circular for 'roll', black fill
+    for 'crop')."""
     if cfg.canvas is not None:
         return place_on_canvas(x, cfg.canvas, g)
+    if cfg.augment == "rotate":
+        return sh.rotate(x, torch.rand(len(x), generator=g) * 360)
     if cfg.augment == "none" or cfg.max_shift == 0:
         return x
     return sh.shift(x, *sh.random_offsets(len(x), cfg.max_shift, g), cfg.augment)

@@ -45,6 +45,7 @@ class Entry:
     description: str = ""
     canvas: Canvas | None = None
     max_train: int | None = None
+    image_size: int | None = None      # frame the 28-px items are padded to (default: the profile's, 32)
 
 
 VGG_MAX = ModelConfig(downsample="max", padding="circular")
@@ -69,6 +70,11 @@ def _registry() -> dict[str, Entry]:
     entries["aps"] = Entry(aps, description="MaxPool's subsampling replaced by adaptive polyphase sampling, circular padding")
     entries["aps_lpf3"] = Entry(replace(aps, filt_size=3), description="dense max, Tri-3 blur, then APS (APS-LPF), circular padding")
     entries["aps_zeros"] = Entry(replace(aps, padding="zeros"), description="dense max then APS, zero padding")
+    # Part IV, rotations: the MaxPool baseline trained with random rotations, and a C8-equivariant network
+    # (33 px frames: odd, so rotations by 90° keep every sampling grid)
+    entries["baseline_rot"] = Entry(VGG_MAX, augment="rotate", description="MaxPool, circular padding, trained with random rotations")
+    entries["c8"] = Entry(ModelConfig(arch="c8", downsample="avg", padding="zeros", widths=(2, 4, 8)), image_size=33,
+                          description="C8-equivariant steerable CNN (e2cnn), 2-4-8 regular fields, upright training")
     entries.update(_canvas_registry())
     return entries
 
@@ -143,7 +149,7 @@ def full_config(name: str, n_train: int, epochs: int, seed: int, dataset: str = 
                        canvas=e.canvas)
     return {"name": name, "model": e.model.to_dict(), "train": tcfg.to_dict(),
             "data": {"dataset": dataset, "n_train": min(n_train, e.max_train or n_train),
-                     "image_size": e.canvas.size if e.canvas else image_size},
+                     "image_size": e.canvas.size if e.canvas else e.image_size or image_size},
             "version": __version__}
 
 
