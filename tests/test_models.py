@@ -114,3 +114,14 @@ def test_channels_last_gives_the_same_function(downsample, filt_size):
     plain = net(x)
     fast = net.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_spatial_transformer_starts_at_the_identity_and_moves_the_image():
+    torch.manual_seed(0)
+    net = models.build(models.ModelConfig(arch="stn", padding="circular")).eval()
+    x = _rand(2, 1, 64, 64, seed=3)
+    with torch.no_grad():
+        assert (net.align(x) - x).abs().max() < 1e-4 and torch.allclose(net(x), net.classifier(x), atol=1e-4)   # bilinear rounding
+        net.localise[-1].bias.copy_(torch.tensor([0.25, 0.0]))       # t_x = 0.25 half-widths = 8 px
+        moved = net.align(x)
+    assert torch.allclose(moved[..., :, :56], x[..., :, 8:], atol=1e-4)   # out(u) = x(u + 8 px)

@@ -139,6 +139,9 @@ def test_every_chapter_reports_its_measurements(smoke_run):
     fractional = _metrics(smoke_run, "10_fractional_worst_case")["fractional"]
     assert {r["network"] for r in fractional} == {"MaxPool", "MaxBlurPool-3", "APS", "APS-LPF"}
     assert all(r["P(top-1 change)"] == 0 for r in fractional if r["shift t (px)"] == 0)
+    stn = _metrics(smoke_run, "13_spatial_transformer")["table"]
+    assert [r["network"] for r in stn] == ["plain", "anti-aliased", "spatial transformer"]
+    assert all(0 <= r[k] <= 1 for r in stn for k in ("accuracy near", "accuracy far", "flips"))
     padding = _metrics(smoke_run, "11_padding_position")["runs"]
     assert [r["padding"] for r in padding] == ["circular", "zeros", "reflect"]
     assert all(0 <= r["probe accuracy (held-out)"] <= 1 for r in padding)

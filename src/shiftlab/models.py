@@ -5,6 +5,7 @@ downsampling of a chosen kind (fixed subsampling: max, maxblur, strided, convblu
 polyphase sampling: maxaps, convaps, with a blur first when filt_size > 1), then global average pooling and a linear classifier, or (like
 VGG16 and AlexNet) a fully connected layer on the flattened map of a fixed-size input.
 C8 (rotation-equivariant, ``shiftlab.equivariant``, needs e2cnn): steerable convolutions, see there.
+STN: a spatial-transformer front end (a learned translation) before the VGG-like.
 ResNet-like: a conv3x3-BN-ReLU stem, then one residual block per stage whose first conv has
 stride 2 (shortcut: 1x1 conv with stride 2 + BN), then global average pooling and a linear layer.
 Both have total stride S = 2**stages.
@@ -12,16 +13,17 @@ Both have total stride S = 2**stages.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import FILTER_SIZES, ApsPool, BlurPool, Conv2d, ConvBlurPool, MaxApsPool, MaxBlurPool
 
 APS_KINDS = ("maxaps", "convaps")
 DOWNSAMPLE_KINDS = ("max", "maxblur", "strided", "convblur", "avg", "blur", *APS_KINDS)
-ARCHS = ("vgg", "resnet", "c8")
+ARCHS = ("vgg", "resnet", "c8", "stn")
 PADDING_MODES = ("zeros", "circular", "reflect")
 NO_PADDING = "valid"     # 'valid' convolutions: every output sees only real input (sliding windows, chapter 14)
 
@@ -189,4 +191,43 @@ def build(cfg: ModelConfig) -> nn.Module:
         from .equivariant import C8Net
 
         return C8Net(cfg)
+    if cfg.arch == "stn":
+        return SpatialTransformer(cfg)
     return ResNetLike(cfg) if cfg.arch == "resnet" else VGGLike(cfg)
+
+
+class SpatialTransformer(nn.Module):
+    """A spatial-transformer front end (Jaderberg et al. 2015) before the VGG-like: a small localisation
+    net (convolutions, a 4x4 adaptive pool that keeps coarse position, two linear layers) predicts a
+    translation t = (t_x, t_y) per image, in units of half the image size; the image is resampled at
+    u + t (F.affine_grid + bilinear F.grid_sample, black outside) and classified. The last linear layer
+    starts at zero, so training starts from the identity."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.classifier = VGGLike(replace(cfg, arch="vgg"))
+        self.localise = nn.Sequential(
+            nn.Conv2d(cfg.in_channels, 8, 7, stride=2, padding=3), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 5, stride=2, padding=2), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(), nn.Linear(16 * 16, 32), nn.ReLU(inplace=True), nn.Linear(32, 2))
+        nn.init.zeros_(self.localise[-1].weight)
+        nn.init.zeros_(self.localise[-1].bias)
+        self.head, self.layer_names = self.classifier.head, self.classifier.layer_names
+
+    def translation(self, x: torch.Tensor) -> torch.Tensor:
+        """t = (t_x, t_y) per image, in units of half the image width and height: (N, 2)."""
+        return self.localise(x)
+
+    def align(self, x: torch.Tensor) -> torch.Tensor:
+        """x resampled at u + t(x): out(u) = x(u + t), bilinear, black outside."""
+        t = self.translation(x)
+        eye = torch.eye(2, dtype=x.dtype, device=x.device).expand(len(x), 2, 2)
+        grid = F.affine_grid(torch.cat([eye, t[:, :, None]], 2), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier.body(self.align(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.align(x))
