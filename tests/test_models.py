@@ -1,4 +1,5 @@
 """VGGLike networks build for every downsampling kind and padding, and keep their stated periodicity."""
+import math
 import pytest
 import torch
 
@@ -122,6 +123,6 @@ def test_spatial_transformer_starts_at_the_identity_and_moves_the_image():
     x = _rand(2, 1, 64, 64, seed=3)
     with torch.no_grad():
         assert (net.align(x) - x).abs().max() < 1e-4 and torch.allclose(net(x), net.classifier(x), atol=1e-4)   # bilinear rounding
-        net.localise[-1].bias.copy_(torch.tensor([0.25, 0.0]))       # t_x = 0.25 half-widths = 8 px
+        net.localise[-1].bias.copy_(torch.tensor([10 * math.atanh(0.25), 0.0]))   # t_x = 0.25 half-widths = 8 px
         moved = net.align(x)
     assert torch.allclose(moved[..., :, :56], x[..., :, 8:], atol=1e-4)   # out(u) = x(u + 8 px)

@@ -199,7 +199,7 @@ def build(cfg: ModelConfig) -> nn.Module:
 class SpatialTransformer(nn.Module):
     """A spatial-transformer front end (Jaderberg et al. 2015) before the VGG-like: a small localisation
     net (convolutions, a 4x4 adaptive pool that keeps coarse position, two linear layers) predicts a
-    translation t = (t_x, t_y) per image, in units of half the image size; the image is resampled at
+    translation t = (t_x, t_y) per image, in units of half the image size (see ``translation``); the image is resampled at
     u + t (F.affine_grid + bilinear F.grid_sample, black outside) and classified. The last linear layer
     starts at zero, so training starts from the identity."""
 
@@ -216,8 +216,10 @@ class SpatialTransformer(nn.Module):
         self.head, self.layer_names = self.classifier.head, self.classifier.layer_names
 
     def translation(self, x: torch.Tensor) -> torch.Tensor:
-        """t = (t_x, t_y) per image, in units of half the image width and height: (N, 2)."""
-        return self.localise(x)
+        """t = tanh(0.1 l(x)) per image, (t_x, t_y) in units of half the image width and height: (N, 2). The
+        0.1 slows the localisation net down against the classifier (at the classifier's learning rate an
+        unscaled one moves the object off the canvas in the first steps), tanh keeps it within the image."""
+        return torch.tanh(0.1 * self.localise(x))
 
     def align(self, x: torch.Tensor) -> torch.Tensor:
         """x resampled at u + t(x): out(u) = x(u + t), bilinear, black outside."""
