@@ -201,14 +201,19 @@ def run_in_worker(nb: Path, out: Path, values: dict, events: Path, label: str, c
     return run(nb, out, values, events, label, None, live=False)
 
 
+def _last_time(times: dict, name: str) -> float | None:
+    """The notebook's time in the last run that recorded it (cold first), or None."""
+    last = times.get(name, {})
+    return last.get("cold") or last.get("warm")
+
+
 def _status_line(running: dict, times: dict) -> str:
     """One line for the notebooks running in workers: name, cell, elapsed, last run's time."""
     parts = []
     for nb, (events, started) in running.items():
         status = events.with_suffix(".cell")
         cell = status.read_text() if status.exists() else "0/?"
-        last = times.get(nb.stem, {})
-        last = last.get("cold") or last.get("warm")
+        last = _last_time(times, nb.stem)
         parts.append(f"{nb.stem} cell {cell} {_clock(time.perf_counter() - started)}"
                      + (f" (last {_clock(last)})" if last else ""))
     return " | ".join(parts)
@@ -303,11 +308,9 @@ def run_sequential(jobs: list, out_dir: Path, results_dir: Path, times: dict, ti
     started, any_trained = time.perf_counter(), False
     for nb, values in jobs:
         out, label = out_dir / nb.name, f"[{values['profile']}] {nb.stem}"
-        previous = times.get(nb.stem, {})
         print(f"{label} ...", flush=True)
         try:
-            seconds, trained = run(nb, out, values, results_dir / "events.log", label,
-                                   previous.get("cold") or previous.get("warm"))
+            seconds, trained = run(nb, out, values, results_dir / "events.log", label, _last_time(times, nb.stem))
         except pm.PapermillExecutionError as err:
             return _failed(nb, out, err)
         any_trained |= trained
@@ -321,8 +324,7 @@ def run_sequential(jobs: list, out_dir: Path, results_dir: Path, times: dict, ti
 def run_parallel(jobs: list, out_dir: Path, results_dir: Path, times: dict, times_path: Path, n: int) -> int:
     """n notebooks at a time in worker processes, longest first, the 99_* ones after the rest."""
     started, any_trained = time.perf_counter(), False
-    last = lambda nb: (times.get(nb.stem, {}).get("cold") or times.get(nb.stem, {}).get("warm") or 0.0)
-    waves = [sorted([j for j in jobs if not j[0].stem.startswith("99_")], key=lambda j: -last(j[0])),
+    waves = [sorted([j for j in jobs if not j[0].stem.startswith("99_")], key=lambda j: -(_last_time(times, j[0].stem) or 0.0)),
              [j for j in jobs if j[0].stem.startswith("99_")]]
     cores = max(1, cpu_count() // n)
     live = sys.stdout.isatty()

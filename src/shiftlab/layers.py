@@ -228,18 +228,21 @@ class ApsPool(nn.Module):
         self.blur = BlurPool(channels, filt_size, 1, pad_mode) if filt_size > 1 else None
 
     def _components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The polyphase components of [Blur_m] x and the index i*s + j of the one kept per image."""
+        """The polyphase components of [Blur_m] x and their l_p norms per image, in float64 (ties only when exact)."""
         comps = polyphase_components(self.blur(x) if self.blur is not None else x, self.stride)
-        norms = comps.detach().flatten(2).double().norm(p=APS_NORMS[self.norm], dim=2)  # float64: ties only when exact
-        return comps, norms.argmax(1)
+        return comps, comps.detach().flatten(2).double().norm(p=APS_NORMS[self.norm], dim=2)
+
+    def phase_norms(self, x: torch.Tensor) -> torch.Tensor:
+        """||[Blur_m] x[..., i::s, j::s]||_p per image and phase i*s + j: (N, s²), float64."""
+        return self._components(x)[1]
 
     def selected_phase(self, x: torch.Tensor) -> torch.Tensor:
         """argmax_(i, j) ||x[..., i::s, j::s]||_p per image, as the index i*s + j: (N,)."""
-        return self._components(x)[1]
+        return self.phase_norms(x).argmax(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        comps, best = self._components(x)
-        return comps[torch.arange(len(x), device=x.device), best].contiguous(memory_format=torch.channels_last)
+        comps, norms = self._components(x)
+        return comps[torch.arange(len(x), device=x.device), norms.argmax(1)].contiguous(memory_format=torch.channels_last)
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, norm={self.norm}"

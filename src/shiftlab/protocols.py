@@ -87,16 +87,13 @@ def shift_consistency(model: torch.nn.Module, x: torch.Tensor, labels: torch.Ten
 def aps_phase_margins(model: torch.nn.Module, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
     """For every ApsPool layer, per image: the phase it keeps, the largest component norm and its margin
     over the second largest (0 = a tie, decided by the first-phase rule)."""
-    from .layers import APS_NORMS, ApsPool, polyphase_components
+    from .layers import ApsPool
 
     batches: dict[str, list[torch.Tensor]] = {}
 
     def record(name):
         def hook(layer, inputs, _output):
-            z = inputs[0].detach()
-            z = layer.blur(z) if layer.blur is not None else z
-            norms = polyphase_components(z, layer.stride).flatten(2).double().norm(p=APS_NORMS[layer.norm], dim=2)
-            batches.setdefault(name, []).append(norms.cpu())
+            batches.setdefault(name, []).append(layer.phase_norms(inputs[0].detach()).cpu())
         return hook
 
     hooks = [layer.register_forward_hook(record(name)) for name, layer in model.named_modules()
