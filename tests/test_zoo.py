@@ -99,3 +99,24 @@ def test_two_processes_asking_for_one_model_train_it_once(tmp_path):
     assert sorted(s > 0 for s in seconds) == [False, True]
     _, info = zoo.get("baseline", cache_dir=tmp_path, progress=False, **SMALL)
     assert info["cached"]
+
+
+def test_ensure_trains_the_models_nobody_else_is_training_first(tmp_path):
+    """A chapter whose next model is being trained by another process trains its other missing models
+    meanwhile, then waits for that one: two chapters needing the same list keep both cores busy."""
+    import threading
+    import time
+
+    busy, free = (zoo.full_config(name, **SMALL) for name in ("baseline", "baseline_aug"))
+    busy_path, free_path = zoo.model_path(tmp_path, busy), zoo.model_path(tmp_path, free)
+    with zoo._training_lock(busy_path):          # "another process" is training the first model
+        worker = threading.Thread(target=zoo.ensure, args=([("baseline", 0), ("baseline_aug", 0)],),
+                                  kwargs=dict(n_train=256, epochs=1, cache_dir=tmp_path, workers=1, progress=False))
+        worker.start()
+        deadline = time.monotonic() + 120
+        while not free_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert free_path.exists() and not busy_path.exists()
+        assert worker.is_alive()                 # now waiting for the busy model's lock
+    worker.join(120)
+    assert not worker.is_alive() and busy_path.exists()

@@ -26,8 +26,8 @@ def parameter_table(cfg: SimpleNamespace) -> pd.DataFrame:
 
 
 def load_test_set(cfg: SimpleNamespace, size: int = 32) -> tuple[data.Split, torch.Tensor]:
-    """The profile's fixed test subset (n_test items, seed) and its images padded to size x size."""
-    test = data.load("fashion_mnist", "test").subset(cfg.n_test, cfg.seed)
+    """The profile's fixed test subset (n_test items of its dataset, seed) and its images padded to size x size."""
+    test = data.load(getattr(cfg, "dataset", "fashion_mnist"), "test").subset(cfg.n_test, cfg.seed)
     return test, test.as_float(size)
 
 

@@ -1,13 +1,15 @@
 """Datasets as in-memory tensors, padding to a power-of-two frame, and canvas embedding.
 
-Images are float tensors in [0, 1] with shape (N, 1, H, W); black is 0 *before* any
-normalisation, so zero padding, black canvases and zero-filled shifts are all the same black.
+Images are float tensors in [0, 1] with shape (N, C, H, W) (C = 1 for Fashion-MNIST, 3 for CIFAR-10);
+black is 0 *before* any normalisation (a network normalises its input itself, ``models.Normalize``),
+so zero padding, black canvases and zero-filled shifts are all the same black.
 """
 from __future__ import annotations
 
 import gzip
 import math
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +30,14 @@ FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
-DATASETS = ("fashion_mnist",)
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_BATCHES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+DATASETS = ("fashion_mnist", "cifar10")
+# channels, and the per-channel mean and standard deviation of the training images (in [0, 1]) that a
+# network trained on the dataset subtracts and divides by; None: the images are used as they are
+CHANNELS = {"fashion_mnist": 1, "cifar10": 3}
+NORMALISATION = {"fashion_mnist": None, "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))}
 POSITIONS = ("center", "gauss", "uniform")
 
 
@@ -38,7 +47,7 @@ class DatasetError(RuntimeError):
 
 @dataclass(frozen=True)
 class Split:
-    """One split of a dataset held in memory: uint8 images (N, H, W) and int64 labels (N,)."""
+    """One split of a dataset held in memory: uint8 images (N, H, W) or (N, C, H, W) and int64 labels (N,)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -56,8 +65,8 @@ class Split:
         return Split(self.images[idx], self.labels[idx], self.classes)
 
     def as_float(self, size: int | None = None) -> torch.Tensor:
-        """Images as float (N, 1, H, W) in [0, 1], zero-padded to size x size when given."""
-        x = self.images.unsqueeze(1).float().div_(255.0)
+        """Images as float (N, C, H, W) in [0, 1], zero-padded to size x size when given."""
+        x = (self.images.unsqueeze(1) if self.images.ndim == 3 else self.images).float().div_(255.0)
         return x if size is None else pad_to(x, size)
 
 
@@ -148,11 +157,61 @@ def load_fashion_mnist(split: str = "train", root: Path | None = None) -> Split:
     return Split(images, labels, FASHION_MNIST_CLASSES)
 
 
+def _cifar10_message(folder: Path) -> str:
+    return (f"CIFAR-10 not found under {folder} (the torchvision root is $SHIFTLAB_DATA, default ./data), and "
+            "torchvision could not download it: run once with network access, or put the python version "
+            "(cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html) unpacked there.")
+
+
+def read_cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pickled CIFAR batch ({b'data': N x 3072 uint8, rows R, G, B planes of 32 x 32; b'labels'}) as
+    uint8 images (N, 3, 32, 32) and int64 labels (N,)."""
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        pixels, labels = batch[b"data"], batch[b"labels"]
+        images = torch.as_tensor(pixels, dtype=torch.uint8).reshape(-1, 3, 32, 32)
+    except Exception as err:
+        raise DatasetError(f"{path} is not a readable CIFAR batch ({type(err).__name__}: {err}); delete "
+                           f"{path.parent} and run again to download it afresh.") from err
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if len(labels) != len(images):
+        raise DatasetError(f"{path} has {len(images)} images but {len(labels)} labels; delete {path.parent} "
+                           "and run again to download it afresh.")
+    return images, labels
+
+
+def prepare_cifar10(root: Path | None = None, download: bool = True) -> Path:
+    """The folder of CIFAR-10's pickled batches under the torchvision root, downloaded by torchvision if missing."""
+    root = data_root() if root is None else Path(root)
+    folder = root / CIFAR10_FOLDER
+    if all((folder / name).is_file() for names in CIFAR10_BATCHES.values() for name in names):
+        return folder
+    if download:
+        from torchvision.datasets import CIFAR10
+
+        try:
+            CIFAR10(str(root), train=True, download=True)
+            return folder
+        except Exception as err:  # network errors come in many types
+            raise DatasetError(_cifar10_message(folder)) from err
+    raise DatasetError(_cifar10_message(folder))
+
+
+def load_cifar10(split: str = "train", root: Path | None = None) -> Split:
+    """CIFAR-10 train (50k) or test (10k) as uint8 (N, 3, 32, 32) tensors, read from the pickled batches."""
+    if split not in CIFAR10_BATCHES:
+        raise ValueError(f"split={split!r} is invalid; valid: 'train', 'test'")
+    folder = prepare_cifar10(root)
+    parts = [read_cifar_batch(folder / name) for name in CIFAR10_BATCHES[split]]
+    return Split(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), CIFAR10_CLASSES)
+
+
 def load(dataset: str, split: str, root: Path | None = None) -> Split:
     """Load a named dataset split (valid names: DATASETS)."""
     if dataset not in DATASETS:
         raise ValueError(f"dataset={dataset!r} is invalid; valid: {', '.join(DATASETS)}")
-    return load_fashion_mnist(split, root)
+    return load_cifar10(split, root) if dataset == "cifar10" else load_fashion_mnist(split, root)
 
 
 def pad_to(x: torch.Tensor, size: int) -> torch.Tensor:

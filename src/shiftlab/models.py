@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import NORMALISATION
 from .layers import FILTER_SIZES, ApsPool, BlurPool, Conv2d, ConvBlurPool, MaxApsPool, MaxBlurPool
 
 APS_KINDS = ("maxaps", "convaps")
@@ -41,6 +42,7 @@ class ModelConfig:
     num_classes: int = 10
     arch: str = field(default="vgg")
     fc_input: int = 0
+    normalize: str = ""      # a dataset whose per-channel mean and std the network subtracts and divides by first
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -56,6 +58,10 @@ class ModelConfig:
                                                   and not self.fc_input),
                f"padding={self.padding!r} is invalid; valid: {', '.join(PADDING_MODES)}, or {NO_PADDING!r} "
                "(no padding, for the VGG-like with MaxPool and global pooling)")
+        _check(self.normalize == "" or (self.normalize in NORMALISATION and NORMALISATION[self.normalize] is not None
+                                        and self.arch in ("vgg", "resnet")),
+               f"normalize={self.normalize!r} is invalid; valid: '' (none) or, for arch 'vgg' or 'resnet', one of "
+               f"{', '.join(repr(k) for k, v in NORMALISATION.items() if v is not None)}")
         _check(len(self.widths) >= 1 and all(w >= 1 for w in self.widths),
                f"widths={self.widths} is invalid; valid: one or more positive integers")
         _check(self.convs_per_stage >= 1, f"convs_per_stage={self.convs_per_stage} is invalid; valid: >= 1")
@@ -69,10 +75,11 @@ class ModelConfig:
         return 2 ** len(self.widths)
 
     def to_dict(self) -> dict:
-        """The fields as a dict; fc_input only when set, so keys of earlier caches stay valid."""
+        """The fields as a dict; fc_input and normalize only when set, so keys of earlier caches stay valid."""
         d = asdict(self)
-        if not d["fc_input"]:
-            del d["fc_input"]
+        for optional in ("fc_input", "normalize"):
+            if not d[optional]:
+                del d[optional]
         return d
 
 
@@ -123,6 +130,26 @@ def _stage(cfg: ModelConfig, index: int, cin: int, cout: int) -> list[tuple[str,
     return layers + [(f"{name}.{kind}", down)]
 
 
+class Normalize(nn.Module):
+    """(x - mean_c) / std_c per channel: a dataset's standard normalisation, as the network's first layer (so
+    black, zero padding and zero-filled shifts stay 0 in the images every protocol builds)."""
+
+    def __init__(self, dataset: str):
+        super().__init__()
+        mean, std = NORMALISATION[dataset]
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _body(cfg: ModelConfig, layers: list[tuple[str, nn.Module]]) -> nn.Sequential:
+    """The named layers as one Sequential, after the input normalisation when the config asks for one."""
+    first = [("input_norm", Normalize(cfg.normalize))] if cfg.normalize else []
+    return nn.Sequential(OrderedDict(first + [(n.replace(".", "_"), m) for n, m in layers]))
+
+
 class VGGLike(nn.Module):
     """Stages of conv3x3-BN-ReLU + stride-2 downsampling, global average pool, linear head."""
 
@@ -134,15 +161,18 @@ class VGGLike(nn.Module):
         for i, cout in enumerate(cfg.widths):
             layers += _stage(cfg, i, cin, cout)
             cin = cout
-        self.body = nn.Sequential(OrderedDict((n.replace(".", "_"), m) for n, m in layers))
+        self.body = _body(cfg, layers)
         self.layer_names = [n for n, _ in layers]
         cells = (cfg.fc_input // cfg.total_stride) ** 2 if cfg.fc_input else 1
         self.head = nn.Linear(cin * cells, cfg.num_classes)
 
     def forward_features(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
-        """The output of every named layer of the body, in order."""
+        """The output of every named layer of the body, in order (the input normalisation is not one)."""
+        layers = list(self.body)
+        if self.cfg.normalize:
+            x, layers = layers[0](x), layers[1:]
         out = []
-        for name, layer in zip(self.layer_names, self.body):
+        for name, layer in zip(self.layer_names, layers):
             x = layer(x)
             out.append((name, x))
         return out
@@ -180,7 +210,7 @@ class ResNetLike(VGGLike):
         for i, cout in enumerate(cfg.widths):
             layers.append((f"s{i + 1}.block", BasicBlock(cin, cout, cfg.padding)))
             cin = cout
-        self.body = nn.Sequential(OrderedDict((n.replace(".", "_"), m) for n, m in layers))
+        self.body = _body(cfg, layers)
         self.layer_names = [n for n, _ in layers]
         self.head = nn.Linear(cin, cfg.num_classes)
 

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
-from .data import Canvas, load
+from .data import CHANNELS, NORMALISATION, Canvas, load
 from .results import atomic_write_bytes
 from .models import ModelConfig, VGGLike, build
 from .runtime import cpu_budget, report, seed_everything
@@ -147,15 +147,35 @@ class CacheError(RuntimeError):
     """A cache file is unreadable, corrupt, or belongs to another configuration."""
 
 
+SCALABLE_ARCHS = ("vgg", "resnet", "stn")   # C8's widths count regular fields of 8 channels each: not scaled
+
+
+def adapted(model: ModelConfig, dataset: str = "fashion_mnist", widths: tuple[int, ...] | None = None,
+            convs_per_stage: int | None = None) -> ModelConfig:
+    """An entry's architecture for a dataset (its channels, and its normalisation as the first layer) and a
+    profile's widths and convolutions per stage; unchanged for Fashion-MNIST at the default size."""
+    changes: dict = {"in_channels": CHANNELS[dataset]}
+    if NORMALISATION[dataset] is not None and model.arch in ("vgg", "resnet"):
+        changes["normalize"] = dataset
+    if model.arch in SCALABLE_ARCHS:
+        if widths:
+            changes["widths"] = tuple(widths)
+        if convs_per_stage and model.arch != "resnet":
+            changes["convs_per_stage"] = convs_per_stage
+    return replace(model, **changes)
+
+
 def full_config(name: str, n_train: int, epochs: int, seed: int, dataset: str = "fashion_mnist",
-                image_size: int = 32, batch_size: int = 128) -> dict:
+                image_size: int = 32, batch_size: int = 128, widths: tuple[int, ...] | None = None,
+                convs_per_stage: int | None = None) -> dict:
     """Everything that determines a trained zoo model, as a JSON-able dict."""
     if name not in ENTRIES:
         raise KeyError(f"zoo entry {name!r} is unknown; valid: {', '.join(ENTRIES)}")
     e = ENTRIES[name]
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, augment=e.augment, max_shift=e.max_shift, seed=seed,
                        canvas=e.canvas)
-    return {"name": name, "model": e.model.to_dict(), "train": tcfg.to_dict(),
+    model = adapted(e.model, dataset, widths, convs_per_stage)
+    return {"name": name, "model": model.to_dict(), "train": tcfg.to_dict(),
             "data": {"dataset": dataset, "n_train": min(n_train, e.max_train or n_train),
                      "image_size": e.canvas.size if e.canvas else e.image_size or image_size},
             "version": __version__}
@@ -224,23 +244,33 @@ def _cached_quietly(path: Path, config: dict) -> bool:
         return path.exists() and _cached(path, config) is not None
 
 
+class LockBusy(Exception):
+    """Another process is training this model right now."""
+
+
 @contextmanager
-def _training_lock(path: Path):
-    """Hold an exclusive lock on the model at path (released when the process ends, even on a crash)."""
+def _training_lock(path: Path, wait: bool = True):
+    """Hold an exclusive lock on the model at path (released when the process ends, even on a crash);
+    with wait=False raise LockBusy at once when another process holds it."""
     lock = path.parent / "locks" / f"{path.stem}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise LockBusy(str(path)) from err
         yield
 
 
-def _train_to_cache(config: dict, path: str, device: str = "cpu", progress: bool = False) -> float:
+def _train_to_cache(config: dict, path: str, device: str = "cpu", progress: bool = False,
+                    wait: bool = True) -> float | None:
     """Train the model of a full configuration on one CPU thread and cache it, unless another process
-    cached it while this one waited for the lock; returns training seconds (0 when it was not trained)."""
+    cached it while this one waited for the lock; returns training seconds (0 when it was not trained), or
+    None when wait=False and another process is training it."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with _training_lock(Path(path)):
+        with _training_lock(Path(path), wait):
             if _cached_quietly(Path(path), config):   # the caller has warned about a damaged file already
                 return 0.0
             tcfg = train_config(config)
@@ -255,40 +285,62 @@ def _train_to_cache(config: dict, path: str, device: str = "cpu", progress: bool
                                                       f"in {h['seconds']:.0f} s, train acc {h['train_acc']:.3f}"))
             save_checkpoint(Path(path), model.cpu(), config, history)
             return sum(h["seconds"] for h in history)
+    except LockBusy:
+        return None
     finally:
         torch.set_num_threads(threads)
 
 
 def ensure(requests: list[tuple[str, int]], *, n_train: int, epochs: int, cache_dir: str | Path = "results/cache",
-           device: torch.device | str = "cpu", workers: int | None = None, progress: bool = True) -> int:
+           device: torch.device | str = "cpu", workers: int | None = None, progress: bool = True, **scale) -> int:
     """Train every (name, seed) of requests that is not cached yet, `workers` at a time (default: one per
-    core this process may use; on a GPU one after the other); returns how many were trained."""
-    configs = {(name, seed): full_config(name, n_train, epochs, seed) for name, seed in dict.fromkeys(requests)}
+    core this process may use; on a GPU one after the other); returns how many were trained. ``scale``:
+    dataset, widths, convs_per_stage (``full_config``)."""
+    configs = {(name, seed): full_config(name, n_train, epochs, seed, **scale) for name, seed in dict.fromkeys(requests)}
     missing = [c for c in configs.values() if _cached(model_path(cache_dir, c), c) is None]
     if not missing:
         return 0
     workers = min(len(missing), workers or cpu_budget())
     bar = tqdm(total=len(missing), desc=f"training {len(missing)} model(s) on {workers} worker(s)",
                disable=not progress, mininterval=1.0)
-    if torch.device(device).type != "cpu" or workers == 1:
-        for c in missing:
-            _train_to_cache(c, str(model_path(cache_dir, c)), str(device), progress)
-            bar.update()
-    else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            jobs = [pool.submit(_train_to_cache, c, str(model_path(cache_dir, c))) for c in missing]
-            for job in as_completed(jobs):
-                job.result()
-                bar.update()
+    # First every model no other process is training (skipping the busy ones instead of queueing behind
+    # them, so two chapters that need the same list train different models side by side), then wait for the rest.
+    busy = _train_all(missing, cache_dir, str(device), workers, progress, bar, wait=False)
+    _train_all(busy, cache_dir, str(device), workers, progress, bar, wait=True)
     bar.close()
     return len(missing)
 
 
+def _train_all(configs: list[dict], cache_dir: str | Path, device: str, workers: int, progress: bool, bar: tqdm,
+               wait: bool) -> list[dict]:
+    """Train configs, `workers` processes at a time on the CPU (one after the other on a GPU); returns those
+    skipped because another process was training them (only when wait=False)."""
+    if not configs:
+        return []
+    busy = []
+    if torch.device(device).type != "cpu" or workers == 1:
+        for c in configs:
+            if _train_to_cache(c, str(model_path(cache_dir, c)), device, progress, wait) is None:
+                busy.append(c)
+            else:
+                bar.update()
+        return busy
+    with ProcessPoolExecutor(min(workers, len(configs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        jobs = {pool.submit(_train_to_cache, c, str(model_path(cache_dir, c)), "cpu", False, wait): c for c in configs}
+        for job in as_completed(jobs):
+            if job.result() is None:
+                busy.append(jobs[job])
+            else:
+                bar.update()
+    return busy
+
+
 def get(name: str, *, n_train: int, epochs: int, seed: int = 0, cache_dir: str | Path = "results/cache",
-        device: torch.device | str = "cpu", progress: bool = True) -> tuple[VGGLike, dict]:
-    """The trained zoo model `name` for this size and seed: loaded from cache, else trained and cached.
-    Returns (model in eval mode on device, info with config, key, history, cache path and whether it was cached)."""
-    config = full_config(name, n_train, epochs, seed)
+        device: torch.device | str = "cpu", progress: bool = True, **scale) -> tuple[VGGLike, dict]:
+    """The trained zoo model `name` for this size and seed (and ``scale``: dataset, widths, convs_per_stage):
+    loaded from cache, else trained and cached. Returns (model in eval mode on device, info with config, key,
+    history, cache path and whether it was cached)."""
+    config = full_config(name, n_train, epochs, seed, **scale)
     path = model_path(cache_dir, config)
     found = _cached(path, config)
     cached = found is not None
@@ -300,10 +352,17 @@ def get(name: str, *, n_train: int, epochs: int, seed: int = 0, cache_dir: str |
                                      "path": str(path), "cached": cached}
 
 
+def profile_scale(cfg) -> dict:
+    """The dataset, widths and convolutions per stage a chapter's parameters ask for (defaults: Fashion-MNIST,
+    each entry's own widths)."""
+    return {"dataset": getattr(cfg, "dataset", "fashion_mnist"), "widths": getattr(cfg, "widths", None),
+            "convs_per_stage": getattr(cfg, "convs_per_stage", None)}
+
+
 def for_chapter(name: str, cfg, device: torch.device | str, seed: int | None = None) -> tuple[VGGLike, dict]:
-    """``get`` with the size, seed and cache folder of a chapter's validated parameters (seed overridable)."""
+    """``get`` with the size, seed, scale and cache folder of a chapter's validated parameters (seed overridable)."""
     return get(name, n_train=cfg.n_train, epochs=cfg.epochs, seed=cfg.seed if seed is None else seed,
-               cache_dir=cfg.cache_dir, device=device)
+               cache_dir=cfg.cache_dir, device=device, **profile_scale(cfg))
 
 
 def prepare(cfg, device: torch.device | str, names: list[str], seeds=None) -> int:
@@ -311,4 +370,4 @@ def prepare(cfg, device: torch.device | str, names: list[str], seeds=None) -> in
     seed) that is not cached yet; returns how many were trained."""
     seeds = [cfg.seed] if seeds is None else list(seeds)
     return ensure([(name, seed) for name in names for seed in seeds], n_train=cfg.n_train, epochs=cfg.epochs,
-                  cache_dir=cfg.cache_dir, device=device)
+                  cache_dir=cfg.cache_dir, device=device, **profile_scale(cfg))
