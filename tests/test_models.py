@@ -126,3 +126,11 @@ def test_spatial_transformer_starts_at_the_identity_and_moves_the_image():
         net.localise[-1].bias.copy_(torch.tensor([10 * math.atanh(0.25), 0.0]))   # t_x = 0.25 half-widths = 8 px
         moved = net.align(x)
     assert torch.allclose(moved[..., :, :56], x[..., :, 8:], atol=1e-4)   # out(u) = x(u + 8 px)
+
+
+def test_a_degenerate_schedule_is_one_clear_error():
+    from shiftlab.train import TrainConfig, train
+
+    net = models.build(models.ModelConfig())
+    with pytest.raises(ValueError, match="make 4 steps, which leaves the one-cycle schedule's warm-up zero steps long"):
+        train(net, torch.rand(400, 1, 32, 32), torch.randint(0, 10, (400,)), TrainConfig(epochs=1), progress=False)

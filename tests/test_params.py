@@ -16,7 +16,7 @@ def test_validate_accepts_good_values():
     ("epochs", -1, "integer >= 1"),
     ("dataset", "cifar100", "'fashion_mnist'"),
     ("device", "tpu", "'auto', 'cpu', 'cuda'"),
-    ("profile", "huge", "'smoke', 'book'"),
+    ("profile", "huge", "'smoke', 'book', 'paper'"),
     ("seed", 1.5, "integer >= 0"),
     ("n_train", True, "integer >= 1"),
 ])
@@ -37,7 +37,7 @@ def test_collect_takes_known_names_from_namespace():
     assert vars(cfg) == {"seed": 1, "epochs": 2}
 
 
-@pytest.mark.parametrize("profile", ["smoke", "book"])
+@pytest.mark.parametrize("profile", ["smoke", "book", "paper"])
 def test_profiles_load_and_merge(root, profile):
     doc = params.load_profile(profile, root / "params")
     merged = params.notebook_parameters(doc, "00_background")
@@ -45,7 +45,7 @@ def test_profiles_load_and_merge(root, profile):
 
 
 def test_missing_profile_lists_available(root):
-    with pytest.raises(params.ParameterError, match="valid: book, smoke"):
+    with pytest.raises(params.ParameterError, match="valid: book, paper, smoke"):
         params.load_profile("nope", root / "params")
 
 

@@ -16,7 +16,7 @@ import yaml
 from .data import DATASETS
 from .runtime import DEVICES, project_root
 
-PROFILES = ("smoke", "book")
+PROFILES = ("smoke", "book", "paper")
 
 
 class ParameterError(ValueError):
@@ -80,6 +80,8 @@ RULES: dict[str, Rule] = {
     "n_scenes": _int_at_least(1),
     "angle_step": _int_between(1, 180, " (degrees)"),
     "scene_size": _int_at_least(64),
+    "width_factor": _int_between(1, 32, " (x each network's channels)"),
+    "convs_per_stage": _int_between(1, 4),
 }
 
 

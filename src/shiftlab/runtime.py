@@ -20,7 +20,8 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was asked for but no CUDA GPU is visible; use device='cpu' or 'auto'")
+        raise RuntimeError("device='cuda' was asked for (the paper profile's default) but no CUDA GPU is visible: "
+                           "run on a machine with one, or pass -p device=cpu (make book PROFILE=paper PARAMS=device=cpu)")
     return torch.device(device)
 
 

@@ -21,6 +21,7 @@ from .data import Canvas, place_on_canvas
 
 AUGMENTS = ("none", "roll", "crop", "rotate")
 CHANNELS_LAST = torch.channels_last
+WARM_UP = 0.25     # fraction of the one-cycle schedule spent raising the learning rate
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,11 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
                           weight_decay=cfg.weight_decay)
     steps = -(-len(x) // cfg.batch_size)
+    if cfg.epochs * steps * WARM_UP == 1:
+        raise ValueError(f"{len(x)} images x {cfg.epochs} epoch(s) at batch {cfg.batch_size} make {cfg.epochs * steps} "
+                         "steps, which leaves the one-cycle schedule's warm-up zero steps long: change n_train or epochs")
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
-                                                pct_start=0.25)
+                                                pct_start=WARM_UP)
     history = []
     for epoch in range(cfg.epochs):
         start, total_loss, correct = time.perf_counter(), 0.0, 0

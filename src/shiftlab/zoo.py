@@ -150,31 +150,30 @@ class CacheError(RuntimeError):
 SCALABLE_ARCHS = ("vgg", "resnet", "stn")   # C8's widths count regular fields of 8 channels each: not scaled
 
 
-def adapted(model: ModelConfig, dataset: str = "fashion_mnist", widths: tuple[int, ...] | None = None,
-            convs_per_stage: int | None = None) -> ModelConfig:
+def adapted(model: ModelConfig, dataset: str = "fashion_mnist", width_factor: int = 1,
+            convs_per_stage: int = 1) -> ModelConfig:
     """An entry's architecture for a dataset (its channels, and its normalisation as the first layer) and a
-    profile's widths and convolutions per stage; unchanged for Fashion-MNIST at the default size."""
+    profile's scale (every width times width_factor, convs_per_stage 3x3 convolutions per stage of the
+    VGG-likes); unchanged for Fashion-MNIST at scale 1."""
     changes: dict = {"in_channels": CHANNELS[dataset]}
     if NORMALISATION[dataset] is not None and model.arch in ("vgg", "resnet"):
         changes["normalize"] = dataset
     if model.arch in SCALABLE_ARCHS:
-        if widths:
-            changes["widths"] = tuple(widths)
-        if convs_per_stage and model.arch != "resnet":
-            changes["convs_per_stage"] = convs_per_stage
+        changes["widths"] = tuple(w * width_factor for w in model.widths)
+        if model.arch != "resnet":
+            changes["convs_per_stage"] = model.convs_per_stage * convs_per_stage
     return replace(model, **changes)
 
 
 def full_config(name: str, n_train: int, epochs: int, seed: int, dataset: str = "fashion_mnist",
-                image_size: int = 32, batch_size: int = 128, widths: tuple[int, ...] | None = None,
-                convs_per_stage: int | None = None) -> dict:
+                image_size: int = 32, batch_size: int = 128, width_factor: int = 1, convs_per_stage: int = 1) -> dict:
     """Everything that determines a trained zoo model, as a JSON-able dict."""
     if name not in ENTRIES:
         raise KeyError(f"zoo entry {name!r} is unknown; valid: {', '.join(ENTRIES)}")
     e = ENTRIES[name]
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, augment=e.augment, max_shift=e.max_shift, seed=seed,
                        canvas=e.canvas)
-    model = adapted(e.model, dataset, widths, convs_per_stage)
+    model = adapted(e.model, dataset, width_factor, convs_per_stage)
     return {"name": name, "model": model.to_dict(), "train": tcfg.to_dict(),
             "data": {"dataset": dataset, "n_train": min(n_train, e.max_train or n_train),
                      "image_size": e.canvas.size if e.canvas else e.image_size or image_size},
@@ -295,7 +294,7 @@ def ensure(requests: list[tuple[str, int]], *, n_train: int, epochs: int, cache_
            device: torch.device | str = "cpu", workers: int | None = None, progress: bool = True, **scale) -> int:
     """Train every (name, seed) of requests that is not cached yet, `workers` at a time (default: one per
     core this process may use; on a GPU one after the other); returns how many were trained. ``scale``:
-    dataset, widths, convs_per_stage (``full_config``)."""
+    dataset, width_factor, convs_per_stage (``full_config``)."""
     configs = {(name, seed): full_config(name, n_train, epochs, seed, **scale) for name, seed in dict.fromkeys(requests)}
     missing = [c for c in configs.values() if _cached(model_path(cache_dir, c), c) is None]
     if not missing:
@@ -337,7 +336,7 @@ def _train_all(configs: list[dict], cache_dir: str | Path, device: str, workers:
 
 def get(name: str, *, n_train: int, epochs: int, seed: int = 0, cache_dir: str | Path = "results/cache",
         device: torch.device | str = "cpu", progress: bool = True, **scale) -> tuple[VGGLike, dict]:
-    """The trained zoo model `name` for this size and seed (and ``scale``: dataset, widths, convs_per_stage):
+    """The trained zoo model `name` for this size and seed (and ``scale``: dataset, width_factor, convs_per_stage):
     loaded from cache, else trained and cached. Returns (model in eval mode on device, info with config, key,
     history, cache path and whether it was cached)."""
     config = full_config(name, n_train, epochs, seed, **scale)
@@ -353,10 +352,9 @@ def get(name: str, *, n_train: int, epochs: int, seed: int = 0, cache_dir: str |
 
 
 def profile_scale(cfg) -> dict:
-    """The dataset, widths and convolutions per stage a chapter's parameters ask for (defaults: Fashion-MNIST,
-    each entry's own widths)."""
-    return {"dataset": getattr(cfg, "dataset", "fashion_mnist"), "widths": getattr(cfg, "widths", None),
-            "convs_per_stage": getattr(cfg, "convs_per_stage", None)}
+    """The dataset and network scale a chapter's parameters ask for (defaults: Fashion-MNIST, scale 1)."""
+    return {"dataset": getattr(cfg, "dataset", "fashion_mnist"), "width_factor": getattr(cfg, "width_factor", 1),
+            "convs_per_stage": getattr(cfg, "convs_per_stage", 1)}
 
 
 def for_chapter(name: str, cfg, device: torch.device | str, seed: int | None = None) -> tuple[VGGLike, dict]:
