@@ -3,6 +3,7 @@ PYTHON  ?= python3.11
 VENV    ?= .venv
 PROFILE ?= book
 JOBS    ?= 2
+PARAMS  ?=
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.shiftlab-installed
 PREPARE := $(PY) -c "import sys, shiftlab.data as d; d.prepare_fashion_mnist(download='--download' in sys.argv)"
@@ -58,7 +59,7 @@ $(ACTIONLINT):
 book: notebooks findings site
 
 notebooks: setup
-	$(PY) scripts/run_notebooks.py --profile $(PROFILE) --jobs $(JOBS)
+	$(PY) scripts/run_notebooks.py --profile $(PROFILE) --jobs $(JOBS) $(foreach p,$(PARAMS),-p $(p))
 
 findings: setup
 	$(PY) scripts/check_findings.py --profile $(PROFILE)

@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from shiftlab.params import ParameterError, load_profile, notebook_parameters, validate  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
 from shiftlab.runtime import CORES_ENV, EVENTS_ENV, cpu_count  # noqa: E402
+from shiftlab.zoo import USE_EVENT  # noqa: E402
 
 KERNEL = "shiftlab"
 
@@ -111,21 +112,38 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 
 def parameters_for(nb: Path, profile: dict, name: str, out_root: Path, overrides: dict) -> dict:
-    """The values injected into one notebook; every key must exist in its parameters cell."""
+    """The values injected into one notebook: the profile's (every key must exist in its parameters cell),
+    then each -p override that the notebook declares (``check_overrides`` makes sure some notebook does)."""
     results_dir = out_root / "results" / profile["common"]["profile"]
     values = {
         **notebook_parameters(profile, nb.stem),
         "results_dir": str(results_dir),
         "fig_dir": str(results_dir / "figures"),
         "cache_dir": str(out_root / "results" / "cache"),
-        **overrides,
     }
-    validate(**values)
-    declared = {p for p in pm.inspect_notebook(str(nb))}
+    declared = declared_parameters(nb)
     unknown = sorted(set(values) - declared)
     if unknown:
         raise ParameterError(f"{nb.name} has no parameter(s) {unknown}; its parameters: {', '.join(sorted(declared))}")
+    values.update({k: v for k, v in overrides.items() if k in declared})
+    validate(**values)
     return values
+
+
+def declared_parameters(nb: Path) -> set[str]:
+    """The names a notebook's parameters cell defines."""
+    return set(pm.inspect_notebook(str(nb)))
+
+
+def check_overrides(notebooks: list[Path], overrides: dict) -> None:
+    """Every -p override must be a valid value of a parameter at least one of the notebooks run declares
+    (a notebook that does not declare it runs without it, e.g. imagenet_val in chapters 1 and 7 only)."""
+    validate(**overrides)
+    declared = set().union(*(declared_parameters(nb) for nb in notebooks)) if notebooks else set()
+    unused = sorted(set(overrides) - declared)
+    if unused:
+        raise ParameterError(f"no notebook of this run has the parameter(s) {unused}; "
+                             f"their parameters: {', '.join(sorted(declared))}")
 
 
 def hide_injected(path: Path) -> None:
@@ -158,7 +176,8 @@ def _watch(label: str, events: Path, previous: float | None, done: threading.Eve
                 lines = f.read().splitlines()
                 offset = f.tell()
             for line in lines:
-                print(("\r\033[K" if live else "") + f"    {label}: {line}", flush=True)
+                if not line.startswith(f"{USE_EVENT} "):      # the models it uses are logged, not shown
+                    print(("\r\033[K" if live else "") + f"    {label}: {line}", flush=True)
         if live and not done.is_set():
             print(f"\r\033[K{label} cell {Progress.cell}/{Progress.cells}, "
                   f"{_clock(time.perf_counter() - start)}{estimate}", end="", flush=True)
@@ -194,11 +213,38 @@ def run(nb: Path, out: Path, values: dict, events: Path, label: str, previous: f
     return time.perf_counter() - start, trained
 
 
-def run_in_worker(nb: Path, out: Path, values: dict, events: Path, label: str, cores: int) -> tuple[float, bool]:
-    """run() in a worker process with its share of the cores; the cell it is at goes to <events>.cell."""
+def run_in_worker(nb: Path, out: Path, values: dict, events: Path, label: str, cores: int,
+                  gpu: str | None = None) -> tuple[float, bool]:
+    """run() in a worker process with its share of the cores and, when given, its own GPU (the kernel sees only
+    that one, as cuda:0); the cell it is at goes to <events>.cell."""
     os.environ[CORES_ENV] = str(cores)
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     Progress.status = events.with_suffix(".cell")
     return run(nb, out, values, events, label, None, live=False)
+
+
+def visible_gpus(spec: str) -> list[str]:
+    """The GPU ids to spread parallel notebooks over: 'none', a comma-separated list ('0,1'), or 'auto' (those in
+    $CUDA_VISIBLE_DEVICES, else every GPU torch sees; none on a machine without one)."""
+    if spec == "none":
+        return []
+    if spec != "auto":
+        ids = [g.strip() for g in spec.split(",")]
+        if not all(g.isdigit() for g in ids):
+            raise ParameterError(f"--gpus {spec!r} is invalid; valid: 'auto', 'none', or ids such as 0,1")
+        return ids
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def gpu_for_slot(slot: int, gpus: list[str]) -> str | None:
+    """The GPU of the slot-th notebook running at once: one GPU per slot, shared round-robin when slots outnumber GPUs."""
+    return gpus[slot % len(gpus)] if gpus else None
 
 
 def _last_time(times: dict, name: str) -> float | None:
@@ -269,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="override one parameter for every notebook run")
     ap.add_argument("--jobs", type=int, default=1, metavar="N",
                     help="run N notebooks at once, each on its share of the cores (default 1)")
+    ap.add_argument("--gpus", default="auto", metavar="IDS",
+                    help="with --jobs: give each running notebook its own GPU from IDS (e.g. 0,1), 'none', "
+                         "or 'auto': $CUDA_VISIBLE_DEVICES, else every GPU found")
     args = ap.parse_args(argv)
     if args.jobs < 1:
         print(f"error: --jobs {args.jobs} is invalid; valid: a whole number >= 1", file=sys.stderr)
@@ -277,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         profile = load_profile(args.profile, ROOT / "params")
         notebooks = discover(args.only)
         overrides = parse_overrides(args.overrides)
+        gpus = visible_gpus(args.gpus)
+        check_overrides(notebooks, overrides)
         jobs = [(nb, parameters_for(nb, profile, nb.stem, Path(args.root).resolve(), overrides))
                 for nb in notebooks]
     except ParameterError as err:
@@ -287,8 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = Path(jobs[0][1]["results_dir"]) if jobs else out_dir
     times_path = results_dir / "run_times.json"
     times = load_times(times_path)
-    runner = run_parallel if args.jobs > 1 else run_sequential
-    return runner(jobs, out_dir, results_dir, times, times_path, args.jobs)
+    if args.jobs == 1:
+        return run_sequential(jobs, out_dir, results_dir, times, times_path)
+    return run_parallel(jobs, out_dir, results_dir, times, times_path, args.jobs, gpus)
 
 
 def _record(times: dict, nb: Path, seconds: float, trained: bool, times_path: Path, out_dir: Path, label: str) -> None:
@@ -303,7 +355,7 @@ def _failed(nb: Path, out: Path, err: pm.PapermillExecutionError) -> int:
     return 1
 
 
-def run_sequential(jobs: list, out_dir: Path, results_dir: Path, times: dict, times_path: Path, _n: int) -> int:
+def run_sequential(jobs: list, out_dir: Path, results_dir: Path, times: dict, times_path: Path) -> int:
     """One notebook after the other, in this process, with a live line for each."""
     started, any_trained = time.perf_counter(), False
     for nb, values in jobs:
@@ -321,14 +373,18 @@ def run_sequential(jobs: list, out_dir: Path, results_dir: Path, times: dict, ti
     return 0
 
 
-def run_parallel(jobs: list, out_dir: Path, results_dir: Path, times: dict, times_path: Path, n: int) -> int:
-    """n notebooks at a time in worker processes, longest first, the 99_* ones after the rest."""
+def run_parallel(jobs: list, out_dir: Path, results_dir: Path, times: dict, times_path: Path, n: int,
+                 gpus: list[str] | None = None) -> int:
+    """n notebooks at a time in worker processes, longest first, the 99_* ones after the rest; each running
+    notebook on its own GPU when there are GPUs."""
     started, any_trained = time.perf_counter(), False
     waves = [sorted([j for j in jobs if not j[0].stem.startswith("99_")], key=lambda j: -(_last_time(times, j[0].stem) or 0.0)),
              [j for j in jobs if j[0].stem.startswith("99_")]]
     cores = max(1, cpu_count() // n)
     live = sys.stdout.isatty()
-    print(f"running {len(jobs)} notebook(s), {n} at a time, {cores} core(s) each", flush=True)
+    gpus, free = gpus or [], list(range(n))
+    print(f"running {len(jobs)} notebook(s), {n} at a time, {cores} core(s) each"
+          + (f", on GPU(s) {','.join(gpus)}" if gpus else ""), flush=True)
     with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
         for wave in waves:
             pending, running, futures = list(wave), {}, {}
@@ -336,14 +392,16 @@ def run_parallel(jobs: list, out_dir: Path, results_dir: Path, times: dict, time
                 while pending and len(futures) < n:
                     nb, values = pending.pop(0)
                     events = results_dir / f"events-{nb.stem}.log"
-                    label = f"[{values['profile']}] {nb.stem}"
-                    print(("\r\033[K" if live else "") + f"{label} ...", flush=True)
-                    futures[pool.submit(run_in_worker, nb, out_dir / nb.name, values, events, label, cores)] = nb, label
+                    label, slot = f"[{values['profile']}] {nb.stem}", free.pop(0)
+                    gpu = gpu_for_slot(slot, gpus)
+                    print(("\r\033[K" if live else "") + f"{label} ..." + (f" (GPU {gpu})" if gpu else ""), flush=True)
+                    futures[pool.submit(run_in_worker, nb, out_dir / nb.name, values, events, label, cores, gpu)] = nb, label, slot
                     running[nb] = events, time.perf_counter()
                 done, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in done:
-                    nb, label = futures.pop(future)
+                    nb, label, slot = futures.pop(future)
                     running.pop(nb)
+                    free.append(slot)
                     try:
                         seconds, trained = future.result()
                     except pm.PapermillExecutionError as err:

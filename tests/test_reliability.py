@@ -28,11 +28,18 @@ def _driver(*args, **kwargs):
     ("dataset=cifar100", "parameter dataset='cifar100' is invalid; valid: 'fashion_mnist', 'cifar10'"),
     ("n_evl=3", "unknown parameter 'n_evl'; valid names:"),
     ("device=tpu", "parameter device='tpu' is invalid; valid: 'auto', 'cpu', 'cuda'"),
+    ("n_imagenet=0", "parameter n_imagenet=0 is invalid; valid: an integer >= 1"),
 ])
 def test_driver_refuses_bad_parameters_in_one_line(override, message):
     proc = _driver("--profile", "smoke", "-p", override)
     assert proc.returncode == 2
     assert message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_an_override_no_notebook_of_the_run_has_is_refused_in_one_line():
+    proc = _driver("--profile", "smoke", "--only", "05_blurpool", "-p", "imagenet_val=/data/val")
+    assert proc.returncode == 2
+    assert "no notebook of this run has the parameter(s) ['imagenet_val']" in proc.stderr and proc.stderr.count("\n") == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
@@ -137,3 +144,34 @@ def test_cached_model_from_an_older_library_version_is_not_reused(tmp_path, monk
     monkeypatch.setattr(zoo, "__version__", "999.0")
     _, second = zoo.get("baseline", n_train=256, epochs=1, cache_dir=tmp_path, progress=False)
     assert not second["cached"] and second["path"] != first["path"]
+
+
+def _driver_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parallel_notebooks_get_a_gpu_each(monkeypatch):
+    driver = _driver_module()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert driver.visible_gpus("auto") == ["2", "3"] and driver.visible_gpus("0,1") == ["0", "1"]
+    assert driver.visible_gpus("none") == []
+    assert [driver.gpu_for_slot(s, ["2", "3"]) for s in range(3)] == ["2", "3", "2"]
+    assert driver.gpu_for_slot(0, []) is None
+    with pytest.raises(driver.ParameterError, match="--gpus 'x' is invalid; valid: 'auto', 'none', or ids"):
+        driver.visible_gpus("x")
+
+
+def test_a_worker_given_a_gpu_starts_its_kernel_with_only_that_one_visible(tmp_path, monkeypatch):
+    """run_in_worker sets CUDA_VISIBLE_DEVICES before the kernel starts, so the notebook's cuda:0 is its GPU."""
+    driver = _driver_module()
+    seen = {}
+    monkeypatch.setattr(driver, "run", lambda *a, **k: (seen.setdefault("gpu", os.environ.get("CUDA_VISIBLE_DEVICES")), 0.0)[1:] + (False,))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("SHIFTLAB_CORES", raising=False)        # both restored after the test
+    driver.run_in_worker(ROOT / "notebooks" / "05_blurpool.ipynb", tmp_path / "x.ipynb", {}, tmp_path / "e.log", "x", 1, "1")
+    assert seen["gpu"] == "1"

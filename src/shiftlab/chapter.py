@@ -51,3 +51,15 @@ def verdicts(found: list) -> pd.DataFrame:
         glue(f"{f.key}_verdict", f.verdict)
         glue(f"{f.key}_means", f.meaning())
     return findings.table(found)
+
+
+def imagenet_frames(cfg: SimpleNamespace) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The chapter's ImageNet validation frames and labels (n_imagenet images of the imagenet_val folder, drawn
+    with the seed), or None, with one line saying how to run the section, when imagenet_val is empty."""
+    if not cfg.imagenet_val:
+        print("This section runs with an ImageNet validation folder (ImageFolder layout), on a GPU: "
+              "make book PROFILE=paper PARAMS=imagenet_val=/path/to/val")
+        return None
+    from . import imagenet
+
+    return imagenet.validation_frames(cfg.imagenet_val, cfg.n_imagenet, cfg.seed)

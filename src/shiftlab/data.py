@@ -37,7 +37,8 @@ DATASETS = ("fashion_mnist", "cifar10")
 # channels, and the per-channel mean and standard deviation of the training images (in [0, 1]) that a
 # network trained on the dataset subtracts and divides by; None: the images are used as they are
 CHANNELS = {"fashion_mnist": 1, "cifar10": 3}
-NORMALISATION = {"fashion_mnist": None, "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))}
+NORMALISATION = {"fashion_mnist": None, "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+                 "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}    # torchvision's pretrained networks
 POSITIONS = ("center", "gauss", "uniform")
 
 

@@ -80,6 +80,9 @@ RULES: dict[str, Rule] = {
     "n_scenes": _int_at_least(1),
     "angle_step": _int_between(1, 180, " (degrees)"),
     "scene_size": _int_at_least(64),
+    "imagenet_val": Rule(lambda v: isinstance(v, str), "a folder of ImageNet validation images in ImageFolder layout, "
+                         "or '' (none: the ImageNet section is skipped)"),
+    "n_imagenet": _int_at_least(1),
     "width_factor": _int_between(1, 32, " (x each network's channels)"),
     "convs_per_stage": _int_between(1, 4),
 }

@@ -147,6 +147,7 @@ class CacheError(RuntimeError):
     """A cache file is unreadable, corrupt, or belongs to another configuration."""
 
 
+USE_EVENT = "use"    # the events-log line of every model a chapter uses (not shown live; scripts/paper_estimate.py)
 SCALABLE_ARCHS = ("vgg", "resnet", "stn")   # C8's widths count regular fields of 8 channels each: not scaled
 
 
@@ -341,6 +342,7 @@ def get(name: str, *, n_train: int, epochs: int, seed: int = 0, cache_dir: str |
     history, cache path and whether it was cached)."""
     config = full_config(name, n_train, epochs, seed, **scale)
     path = model_path(cache_dir, config)
+    report(f"{USE_EVENT} {name} seed {seed}")
     found = _cached(path, config)
     cached = found is not None
     if not cached:
