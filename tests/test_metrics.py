@@ -301,3 +301,26 @@ def test_fractional_shift_predictions_at_whole_pixels_are_rolls(circ_net, images
     assert got.shape == (4, len(images))
     for row, (dy, dx) in zip(got[:3], [(0, 0), (0, 1), (2, 3)]):
         assert torch.equal(row, metrics.predict_logits(circ_net, shifts.roll(images, dy, dx)).argmax(1))
+
+
+def test_reduced_precision_evaluation_keeps_predictions_and_consistency(tmp_path):
+    """fp16 autocast (for the ImageNet sections on a GPU) gives the fp32 predictions on >= 99 % of a fixed batch
+    and consistency within 1 point; the evaluation cache keys it apart from fp32."""
+    from shiftlab import data, evalcache, runtime, zoo
+
+    net, _ = zoo.get("baseline", n_train=2000, epochs=1, cache_dir=tmp_path, progress=False)
+    test = data.load("fashion_mnist", "test").subset(500, 0)
+    x = test.as_float(32)
+    fp32 = metrics.predict_logits(net, x).argmax(1)
+    fp32_cons = metrics.consistency(net, x, "roll", 4)
+    key32 = evalcache.eval_key(["k"], "m", {})
+    try:
+        runtime.set_precision("fp16")
+        fp16 = metrics.predict_logits(net, x).argmax(1)
+        assert (fp16 == fp32).float().mean() >= 0.99
+        assert abs(metrics.consistency(net, x, "roll", 4) - fp32_cons) <= 0.01
+        assert evalcache.eval_key(["k"], "m", {}) != key32
+    finally:
+        runtime.set_precision("fp32")
+    with pytest.raises(ValueError, match="precision='fp8' is invalid; valid: fp32, bf16, fp16"):
+        runtime.set_precision("fp8")

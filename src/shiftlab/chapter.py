@@ -16,6 +16,7 @@ def start(namespace: dict[str, Any]) -> tuple[SimpleNamespace, torch.device]:
     cfg = params.collect(namespace)
     runtime.seed_everything(cfg.seed)
     runtime.set_threads()
+    runtime.set_precision(getattr(cfg, "precision", "fp32"))
     plots.set_style()
     return cfg, runtime.resolve_device(cfg.device)
 

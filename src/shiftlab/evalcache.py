@@ -20,11 +20,14 @@ import torch
 
 from . import __version__
 from .results import atomic_write_bytes
+from .runtime import precision
 
 
 def eval_key(model_keys: list[str], measurement: str, protocol: dict) -> dict:
-    """Everything that determines a measurement of trained models, as a JSON-able dict."""
-    return {"models": list(model_keys), "measurement": measurement, "protocol": protocol, "version": __version__}
+    """Everything that determines a measurement of trained models, as a JSON-able dict (with the evaluation
+    precision when it is not fp32, so fp32 keys stay as they were)."""
+    key = {"models": list(model_keys), "measurement": measurement, "protocol": protocol, "version": __version__}
+    return key if precision() == "fp32" else {**key, "precision": precision()}
 
 
 def _digest(key: dict) -> str:

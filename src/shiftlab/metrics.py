@@ -10,17 +10,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import runtime
 from . import shifts as sh
 from .data import embed, resize
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-    """Logits of model on x, in eval mode, batched, on the model's device; returned on the CPU."""
+    """Logits of model on x, in eval mode, batched, on the model's device, at the evaluation precision
+    (``runtime.set_precision``); returned as float32 on the CPU."""
     model.eval()
     device = next(model.parameters()).device
-    return torch.cat([model(x[i:i + batch_size].to(device, memory_format=torch.channels_last)).float().cpu()
-                      for i in range(0, len(x), batch_size)])
+    with runtime.autocast(device):
+        return torch.cat([model(x[i:i + batch_size].to(device, memory_format=torch.channels_last)).float().cpu()
+                          for i in range(0, len(x), batch_size)])
 
 
 def predict_probs(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import yaml
 
 from .data import DATASETS
-from .runtime import DEVICES, project_root
+from .runtime import DEVICES, PRECISIONS, project_root
 
 PROFILES = ("smoke", "book", "paper")
 
@@ -57,6 +57,7 @@ RULES: dict[str, Rule] = {
     "profile": _one_of(PROFILES),
     "seed": _int_at_least(0),
     "device": _one_of(DEVICES),
+    "precision": _one_of(tuple(PRECISIONS)),
     "results_dir": _text(),
     "fig_dir": _text(),
     "cache_dir": _text(),

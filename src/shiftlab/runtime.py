@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_precision = "fp32"
 EVENTS_ENV = "SHIFTLAB_EVENTS"
 CORES_ENV = "SHIFTLAB_CORES"
 
@@ -23,6 +26,25 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise RuntimeError("device='cuda' was asked for (the paper profile's default) but no CUDA GPU is visible: "
                            "run on a machine with one, or pass -p device=cpu (make book PROFILE=paper PARAMS=device=cpu)")
     return torch.device(device)
+
+
+def set_precision(name: str) -> None:
+    """The precision of evaluation forward passes (training is always fp32): fp32, or bf16 / fp16 autocast."""
+    global _precision
+    if name not in PRECISIONS:
+        raise ValueError(f"precision={name!r} is invalid; valid: {', '.join(PRECISIONS)}")
+    _precision = name
+
+
+def precision() -> str:
+    """The evaluation precision in effect (``set_precision``)."""
+    return _precision
+
+
+def autocast(device: torch.device):
+    """Autocast to the evaluation precision on device (a no-op for fp32)."""
+    dtype = PRECISIONS[_precision]
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def seed_everything(seed: int) -> None:
