@@ -5,6 +5,7 @@ Notation: f(x) is the softmax output, y(x) = argmax_k f_k(x).
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,14 +17,21 @@ from .data import embed, resize
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-    """Logits of model on x, in eval mode, batched, on the model's device, at the evaluation precision
-    (``runtime.set_precision``); returned as float32 on the CPU."""
+def batched_outputs(model: nn.Module, x: torch.Tensor, forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+                    batch_size: int = 128) -> torch.Tensor:
+    """forward(model, x_b) (default model(x_b)) over batches x_b of x, in eval mode, on the model's device, at the
+    evaluation precision (``runtime.set_precision``); concatenated as float32 on the CPU."""
     model.eval()
     device = next(model.parameters()).device
+    forward = forward or (lambda m, xb: m(xb))
     with runtime.autocast(device):
-        return torch.cat([model(x[i:i + batch_size].to(device, memory_format=torch.channels_last)).float().cpu()
+        return torch.cat([forward(model, x[i:i + batch_size].to(device, memory_format=torch.channels_last)).float().cpu()
                           for i in range(0, len(x), batch_size)])
+
+
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """Logits of model on x (``batched_outputs``): (N, K) on the CPU."""
+    return batched_outputs(model, x, batch_size=batch_size)
 
 
 def predict_probs(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .metrics import batched_outputs
 
-@torch.no_grad()
+
 def pooled_features(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
     """g(x) = mean over positions of the last feature map (what a global-pooling head sees): (N, C)."""
-    model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([model.body(x[i:i + batch_size].to(device, memory_format=torch.channels_last)).mean((2, 3)).float().cpu()
-                      for i in range(0, len(x), batch_size)])
+    return batched_outputs(model, x, lambda m, xb: m.body(xb).mean((2, 3)), batch_size)
 
 
 def fit_linear_probe(features: torch.Tensor, targets: torch.Tensor, n_classes: int, seed: int = 0,
