@@ -33,7 +33,7 @@ def test_outputs_stripped_and_one_parameters_cell(path):
     assert nb.metadata["kernelspec"]["name"] == "shiftlab"
 
 
-@pytest.mark.parametrize("profile", ["smoke", "book"])
+@pytest.mark.parametrize("profile", ["smoke", "book", "paper"])
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_profile_keys_exist_in_parameters_cell(path, profile):
     declared = set(pm.inspect_notebook(str(path)))
