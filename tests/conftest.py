@@ -1,6 +1,7 @@
 """Shared fixtures: the repository root, and one smoke-profile run of every notebook per session."""
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,27 @@ def smoke_run(tmp_path_factory) -> Path:
     )
     assert proc.returncode == 0, f"smoke run failed:\n{proc.stdout}\n{proc.stderr}"
     return tree
+
+
+@pytest.fixture(scope="session")
+def driver():
+    """scripts/run_notebooks.py as a module, so its checks run in-process (no interpreter start per call)."""
+    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def refused(driver, capsys):
+    """Call the driver's main(args) for a run it must refuse before starting a kernel: (exit code, stderr)."""
+    def call(*args: str) -> tuple[int, str]:
+        try:
+            code = driver.main(list(args))
+        except SystemExit as stop:           # e.g. an unknown notebook: the message is the exit's
+            return (1 if isinstance(stop.code, str) else stop.code), capsys.readouterr().err + f"{stop.code}\n"
+        return code, capsys.readouterr().err
+    return call
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -15,11 +15,6 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def _driver(*args):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT)
-
-
 def test_there_are_notebooks():
     assert NOTEBOOKS
 
@@ -42,17 +37,17 @@ def test_profile_keys_exist_in_parameters_cell(path, profile):
     assert given | injected <= declared, f"not in the parameters cell: {sorted(given | injected - declared)}"
 
 
-def test_driver_rejects_unknown_parameter_before_running():
-    proc = _driver("--profile", "smoke", "--only", "00_background", "-p", "n_evl=5", "--out", "/nonexistent/x")
-    assert proc.returncode == 2
-    assert "unknown parameter 'n_evl'" in proc.stderr and proc.stderr.count("\n") == 1
+def test_driver_rejects_unknown_parameter_before_running(refused):
+    code, err = refused("--profile", "smoke", "--only", "00_background", "-p", "n_evl=5", "--out", "/nonexistent/x")
+    assert code == 2
+    assert "unknown parameter 'n_evl'" in err and err.count("\n") == 1
 
 
-def test_driver_rejects_invalid_value_and_unknown_notebook():
-    proc = _driver("--profile", "smoke", "-p", "n_eval=-3")
-    assert proc.returncode == 2 and "n_eval=-3 is invalid; valid: an integer >= 1" in proc.stderr
-    proc = _driver("--profile", "smoke", "--only", "99_nothing")
-    assert proc.returncode != 0 and "valid: 00_background" in proc.stderr
+def test_driver_rejects_invalid_value_and_unknown_notebook(refused):
+    code, err = refused("--profile", "smoke", "-p", "n_eval=-3")
+    assert code == 2 and "n_eval=-3 is invalid; valid: an integer >= 1" in err
+    code, err = refused("--profile", "smoke", "--only", "99_nothing")
+    assert code != 0 and "valid: 00_background" in err
 
 
 def test_smoke_run_hides_injected_cells_and_has_no_errors(smoke_run):

@@ -30,16 +30,16 @@ def _driver(*args, **kwargs):
     ("device=tpu", "parameter device='tpu' is invalid; valid: 'auto', 'cpu', 'cuda'"),
     ("n_imagenet=0", "parameter n_imagenet=0 is invalid; valid: an integer >= 1"),
 ])
-def test_driver_refuses_bad_parameters_in_one_line(override, message):
-    proc = _driver("--profile", "smoke", "-p", override)
-    assert proc.returncode == 2
-    assert message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+def test_driver_refuses_bad_parameters_in_one_line(refused, override, message):
+    code, err = refused("--profile", "smoke", "-p", override)
+    assert code == 2
+    assert message in err and err.count("\n") == 1, err
 
 
-def test_an_override_no_notebook_of_the_run_has_is_refused_in_one_line():
-    proc = _driver("--profile", "smoke", "--only", "05_blurpool", "-p", "imagenet_val=/data/val")
-    assert proc.returncode == 2
-    assert "no notebook of this run has the parameter(s) ['imagenet_val']" in proc.stderr and proc.stderr.count("\n") == 1
+def test_an_override_no_notebook_of_the_run_has_is_refused_in_one_line(refused):
+    code, err = refused("--profile", "smoke", "--only", "05_blurpool", "-p", "imagenet_val=/data/val")
+    assert code == 2
+    assert "no notebook of this run has the parameter(s) ['imagenet_val']" in err and err.count("\n") == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
@@ -70,9 +70,9 @@ def test_failed_notebook_in_a_parallel_run_is_named_and_stops_the_run(tmp_path):
         "a failed run leaves no chapter page"
 
 
-def test_jobs_must_be_positive():
-    proc = _driver("--profile", "smoke", "--jobs", "0")
-    assert proc.returncode == 2 and "--jobs 0 is invalid; valid: a whole number >= 1" in proc.stderr
+def test_jobs_must_be_positive(refused):
+    code, err = refused("--profile", "smoke", "--jobs", "0")
+    assert code == 2 and "--jobs 0 is invalid; valid: a whole number >= 1" in err
 
 
 def test_no_network_and_no_local_copy_names_both_ways(tmp_path, monkeypatch):
@@ -99,7 +99,7 @@ def test_corrupt_dataset_file_is_an_error(tmp_path):
         data.load_fashion_mnist("test", tmp_path)
 
 
-RERUN = ["00_background", "01_one_pixel", "05_blurpool"]   # 32x32 and canvas training, evaluation, no training
+RERUN = ["00_background", "04_scale", "05_blurpool"]   # 32x32 and canvas training, evaluation, no training
 
 
 def _results(root: Path) -> dict:
@@ -146,17 +146,7 @@ def test_cached_model_from_an_older_library_version_is_not_reused(tmp_path, monk
     assert not second["cached"] and second["path"] != first["path"]
 
 
-def _driver_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_parallel_notebooks_get_a_gpu_each(monkeypatch):
-    driver = _driver_module()
+def test_parallel_notebooks_get_a_gpu_each(driver, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     assert driver.visible_gpus("auto") == ["2", "3"] and driver.visible_gpus("0,1") == ["0", "1"]
     assert driver.visible_gpus("none") == []
@@ -166,9 +156,8 @@ def test_parallel_notebooks_get_a_gpu_each(monkeypatch):
         driver.visible_gpus("x")
 
 
-def test_a_worker_given_a_gpu_starts_its_kernel_with_only_that_one_visible(tmp_path, monkeypatch):
+def test_a_worker_given_a_gpu_starts_its_kernel_with_only_that_one_visible(driver, tmp_path, monkeypatch):
     """run_in_worker sets CUDA_VISIBLE_DEVICES before the kernel starts, so the notebook's cuda:0 is its GPU."""
-    driver = _driver_module()
     seen = {}
     monkeypatch.setattr(driver, "run", lambda *a, **k: (seen.setdefault("gpu", os.environ.get("CUDA_VISIBLE_DEVICES")), 0.0)[1:] + (False,))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
