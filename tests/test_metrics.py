@@ -324,3 +324,14 @@ def test_reduced_precision_evaluation_keeps_predictions_and_consistency(tmp_path
         runtime.set_precision("fp32")
     with pytest.raises(ValueError, match="precision='fp8' is invalid; valid: fp32, bf16, fp16"):
         runtime.set_precision("fp8")
+
+
+def test_batched_outputs_are_ordinary_tensors():
+    """Evaluation runs under inference_mode, but what it returns can be changed in place and used in autograd."""
+    net = models.build(models.ModelConfig()).eval()
+    out = metrics.predict_logits(net, torch.rand(5, 1, 32, 32), batch_size=2)
+    assert not out.is_inference() and out.shape == (5, 10)
+    out.mul_(2)
+    w = torch.ones(10, requires_grad=True)
+    (out * w).sum().backward()
+    torch.testing.assert_close(w.grad, out.sum(0))
