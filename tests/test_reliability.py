@@ -114,11 +114,11 @@ def _results(root: Path) -> dict:
 
 
 def test_killed_run_resumes_and_reproduces_the_results_exactly(smoke_run, tmp_path):
-    """Kill a smoke run once its first model is cached; rerun; the cached models are reused, and every
-    results JSON equals the one of an independent run (same profile and seed, run two notebooks at a
-    time with its own model cache) but for its timings."""
+    """Kill a smoke run (two notebooks at a time) once its first model is cached; rerun; the cached models are
+    reused, and every results JSON equals the one of an independent run (same profile and seed, with its own
+    model cache) but for its timings."""
     cache, out = tmp_path / "results" / "cache", tmp_path / "executed"
-    args = [*DRIVER, "--profile", "smoke", "--only", *RERUN, "--out", str(out), "--root", str(tmp_path)]
+    args = [*DRIVER, "--profile", "smoke", "--only", *RERUN, "--out", str(out), "--root", str(tmp_path), "--jobs", "2"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     while not list(cache.glob("*.pt")) and time.monotonic() < deadline and proc.poll() is None:
