@@ -3,11 +3,12 @@
 
     python scripts/convergence.py [--epochs 1 2 4 8] [--budget 4] [--seed 0]
 
-Trains (or loads from the model cache) the MaxPool baseline and the MaxBlurPool filter-5 network
-on the full 60k Fashion-MNIST training images for each number of epochs (each run has its own
-one-cycle schedule, as the book's models do), evaluates each on the 10k test images, and writes
+Trains (or loads from the model cache) the MaxPool baseline and the MaxBlurPool filter-5 network on the
+full 60k Fashion-MNIST training images, and the canvas VGG-like of Part I on its 20k canvas images, for
+each number of epochs (each run has its own one-cycle schedule, as the book's models do), evaluates each on
+the 10k test images (the canvas network on test items placed as in its training), and writes
 results/convergence.json and the table book/convergence.md that book/reproducing.md includes.
-The budget passes when the baseline at --budget epochs is within 1 point of its longest run.
+The budget passes when every network at --budget epochs is within 1 point of its longest run.
 """
 from __future__ import annotations
 
@@ -19,11 +20,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+import torch  # noqa: E402
+
 from shiftlab import data, metrics, zoo  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
 
-NETWORKS = {"baseline": "MaxPool", "maxblur5": "MaxBlurPool, filter 5"}
+NETWORKS = {"baseline": "MaxPool", "maxblur5": "MaxBlurPool, filter 5",
+            "canvas_vgg": "VGG-like on the 64-px canvas (20k images)"}
 N_TRAIN = 60000
+
+
+def test_inputs(name: str, test: data.Split, seed: int) -> torch.Tensor:
+    """The test images as the network saw its training images: padded to 32 px, or placed on its canvas."""
+    canvas = zoo.ENTRIES[name].canvas
+    if canvas is None:
+        return test.as_float(32)
+    return data.place_on_canvas(test.as_float(), canvas, torch.Generator().manual_seed(seed))
 
 
 def measure(epochs: list[int], seed: int, cache_dir: Path) -> dict[str, dict[int, float]]:
@@ -31,10 +43,14 @@ def measure(epochs: list[int], seed: int, cache_dir: Path) -> dict[str, dict[int
     for e in epochs:
         zoo.ensure([(name, seed) for name in NETWORKS], n_train=N_TRAIN, epochs=e, cache_dir=cache_dir)
     test = data.load("fashion_mnist", "test")
-    x = test.as_float(32)
     return {name: {e: 100 * metrics.accuracy(metrics.predict_logits(
-        zoo.get(name, n_train=N_TRAIN, epochs=e, seed=seed, cache_dir=cache_dir, progress=False)[0], x), test.labels)
-        for e in epochs} for name in NETWORKS}
+        zoo.get(name, n_train=N_TRAIN, epochs=e, seed=seed, cache_dir=cache_dir, progress=False)[0],
+        test_inputs(name, test, seed)), test.labels) for e in epochs} for name in NETWORKS}
+
+
+def gaps(acc: dict[str, dict[int, float]], budget: int) -> dict[str, float]:
+    """Per network, points below its longest run's accuracy at the budget."""
+    return {name: a[max(a)] - a[budget] for name, a in acc.items()}
 
 
 def markdown(acc: dict[str, dict[int, float]], budget: int, seed: int) -> str:
@@ -44,12 +60,12 @@ def markdown(acc: dict[str, dict[int, float]], budget: int, seed: int) -> str:
     lines = ["| network | " + " | ".join(f"{e} epoch{'s' * (e > 1)}" for e in epochs) + " |",
              "| --- |" + " --- |" * len(epochs)]
     lines += [f"| {NETWORKS[n]} | " + " | ".join(f"{a[e]:.2f}" for e in epochs) + " |" for n, a in acc.items()]
-    gap = acc["baseline"][longest] - acc["baseline"][budget]
+    below = "; ".join(f"{NETWORKS[n]} {g:.2f} points ({'within' if g <= 1 else 'more than'} 1 point)"
+                      for n, g in gaps(acc, budget).items())
     return ("<!-- written by scripts/convergence.py; do not edit -->\n"
             f"Test accuracy (%) on the 10,000 Fashion-MNIST test images after training on all 60,000 "
-            f"training images, seed {seed}:\n\n" + "\n".join(lines) +
-            f"\n\nThe book trains {budget} epochs: the MaxPool baseline is {gap:.2f} points below its "
-            f"{longest}-epoch accuracy ({'within' if gap <= 1 else 'more than'} 1 point).\n")
+            f"training images (the canvas network: 20,000, as in the book), seed {seed}:\n\n" + "\n".join(lines) +
+            f"\n\nThe book trains {budget} epochs. Below the {longest}-epoch accuracy: {below}.\n")
 
 
 def main() -> int:
@@ -67,8 +83,7 @@ def main() -> int:
     text = markdown(acc, args.budget, args.seed)
     atomic_write_bytes(ROOT / "book" / "convergence.md", text.encode())
     print(text)
-    longest = max(args.epochs)
-    return 0 if acc["baseline"][longest] - acc["baseline"][args.budget] <= 1 else 1
+    return 0 if all(g <= 1 for g in gaps(acc, args.budget).values()) else 1
 
 
 if __name__ == "__main__":
