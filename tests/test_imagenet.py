@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from shiftlab import imagenet
+from shiftlab import imagenet, shifts
 from shiftlab.data import DatasetError
 
 COLOURS = {"n01440764": (200, 30, 30), "n01443537": (20, 160, 240)}
@@ -84,7 +84,7 @@ class TopLeftBrightness(nn.Module):
 def test_protocols_use_the_crops_and_canvases_they_name(val_folder):
     frames, _ = imagenet.validation_frames(val_folder, 4)
     tops, lefts = torch.tensor([0, 5, 31, 2]), torch.tensor([31, 0, 7, 3])
-    crops = imagenet.crops_at(frames, tops, lefts)
+    crops = shifts.windows(frames, tops, lefts, 224)
     for n in range(4):
         assert torch.equal(crops[n], frames[n, :, tops[n]:tops[n] + 224, lefts[n]:lefts[n] + 224])
     assert imagenet.crop_pair_agreement(Constant(), frames, seed=0).all()

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import metrics, protocols
+from . import metrics, protocols, shifts
 from .data import DatasetError, resize
 from .models import Normalize
 
@@ -86,14 +86,6 @@ def validation_frames(folder: str | Path, n: int, seed: int = 0) -> tuple[torch.
     return torch.stack([load_frame(files[i]) for i in pick.tolist()]), labels[pick]
 
 
-def crops_at(frames: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, size: int = CROP) -> torch.Tensor:
-    """The size x size window of each frame n with its top-left corner at (tops[n], lefts[n])."""
-    rows = (tops[:, None] + torch.arange(size))[:, None, :, None]
-    cols = (lefts[:, None] + torch.arange(size))[:, None, None, :]
-    n, c = frames.shape[:2]
-    return frames[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
-
-
 def crop_pair_agreement(model: nn.Module, frames: torch.Tensor, seed: int, batch_size: int = 64) -> torch.Tensor:
     """Zhang's consistency per image: 1[argmax f(Crop_o1 x) == argmax f(Crop_o2 x)], two 224 crops of the 256 frame at
     offsets o1, o2 ~ U{0..31}^2 drawn per image."""
@@ -102,8 +94,8 @@ def crop_pair_agreement(model: nn.Module, frames: torch.Tensor, seed: int, batch
     agree = []
     for i in range(0, len(frames), batch_size):
         part, sl = frames[i:i + batch_size], slice(i, i + batch_size)
-        a = metrics.predict_logits(model, crops_at(part, o[0, sl], o[1, sl])).argmax(1)
-        b = metrics.predict_logits(model, crops_at(part, o[2, sl], o[3, sl])).argmax(1)
+        a = metrics.predict_logits(model, shifts.windows(part, o[0, sl], o[1, sl], CROP)).argmax(1)
+        b = metrics.predict_logits(model, shifts.windows(part, o[2, sl], o[3, sl], CROP)).argmax(1)
         agree.append(a == b)
     return torch.cat(agree)
 

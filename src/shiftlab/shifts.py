@@ -22,9 +22,16 @@ def _source_index(size: int, offset: torch.Tensor) -> torch.Tensor:
 
 
 def _gather(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """out[n, :, i, j] = x[n, :, rows[n, i], cols[n, j]]: (N, C, len(rows[n]), len(cols[n]))."""
     n, c, h, w = x.shape
-    flat = (rows[:, :, None] * w + cols[:, None, :]).reshape(n, 1, h * w).expand(n, c, h * w)
-    return x.reshape(n, c, h * w).gather(2, flat).reshape(n, c, h, w)
+    oh, ow = rows.shape[1], cols.shape[1]
+    flat = (rows[:, :, None] * w + cols[:, None, :]).reshape(n, 1, oh * ow).expand(n, c, oh * ow)
+    return x.reshape(n, c, h * w).gather(2, flat).reshape(n, c, oh, ow)
+
+
+def windows(x: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, size: int) -> torch.Tensor:
+    """The size x size window of each image n with its top-left corner at (tops[n], lefts[n])."""
+    return _gather(x, tops[:, None] + torch.arange(size), lefts[:, None] + torch.arange(size))
 
 
 def roll(x: torch.Tensor, dy: int | torch.Tensor, dx: int | torch.Tensor) -> torch.Tensor:
