@@ -111,9 +111,9 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
-def parameters_for(nb: Path, profile: dict, name: str, out_root: Path, overrides: dict) -> dict:
-    """The values injected into one notebook: the profile's (every key must exist in its parameters cell),
-    then each -p override that the notebook declares (``check_overrides`` makes sure some notebook does)."""
+def parameters_for(nb: Path, profile: dict, out_root: Path, overrides: dict, declared: set[str]) -> dict:
+    """The values injected into one notebook: the profile's (every key must be in `declared`, the names its
+    parameters cell defines), then each -p override it declares (``check_overrides`` makes sure some notebook does)."""
     results_dir = out_root / "results" / profile["common"]["profile"]
     values = {
         **notebook_parameters(profile, nb.stem),
@@ -121,7 +121,6 @@ def parameters_for(nb: Path, profile: dict, name: str, out_root: Path, overrides
         "fig_dir": str(results_dir / "figures"),
         "cache_dir": str(out_root / "results" / "cache"),
     }
-    declared = declared_parameters(nb)
     unknown = sorted(set(values) - declared)
     if unknown:
         raise ParameterError(f"{nb.name} has no parameter(s) {unknown}; its parameters: {', '.join(sorted(declared))}")
@@ -135,15 +134,15 @@ def declared_parameters(nb: Path) -> set[str]:
     return set(pm.inspect_notebook(str(nb)))
 
 
-def check_overrides(notebooks: list[Path], overrides: dict) -> None:
+def check_overrides(declared: dict[Path, set[str]], overrides: dict) -> None:
     """Every -p override must be a valid value of a parameter at least one of the notebooks run declares
     (a notebook that does not declare it runs without it, e.g. imagenet_val in chapters 1 and 7 only)."""
     validate(**overrides)
-    declared = set().union(*(declared_parameters(nb) for nb in notebooks)) if notebooks else set()
-    unused = sorted(set(overrides) - declared)
+    names = set().union(*declared.values())
+    unused = sorted(set(overrides) - names)
     if unused:
         raise ParameterError(f"no notebook of this run has the parameter(s) {unused}; "
-                             f"their parameters: {', '.join(sorted(declared))}")
+                             f"their parameters: {', '.join(sorted(names))}")
 
 
 def hide_injected(path: Path) -> None:
@@ -327,9 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         notebooks = discover(args.only)
         overrides = parse_overrides(args.overrides)
         gpus = visible_gpus(args.gpus)
-        check_overrides(notebooks, overrides)
-        jobs = [(nb, parameters_for(nb, profile, nb.stem, Path(args.root).resolve(), overrides))
-                for nb in notebooks]
+        declared = {nb: declared_parameters(nb) for nb in notebooks}
+        check_overrides(declared, overrides)
+        jobs = [(nb, parameters_for(nb, profile, Path(args.root).resolve(), overrides, declared[nb])) for nb in notebooks]
     except ParameterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
