@@ -19,6 +19,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -58,8 +59,7 @@ def flops_per_image(config: dict) -> float:
 def training_flops(models_used: list[tuple[str, int]], book: dict, paper: dict) -> dict[tuple, float]:
     """Training FLOPs at paper scale of each model a chapter uses, keyed by (name, seed, dataset); a chapter that
     compares n_seeds seeds in the book trains the paper profile's n_seeds instead (seeds beyond the book's added)."""
-    scale = {"dataset": paper.get("dataset", "fashion_mnist"), "width_factor": paper.get("width_factor", 1),
-             "convs_per_stage": paper.get("convs_per_stage", 1)}
+    scale = zoo.profile_scale(SimpleNamespace(**paper))
     seeds = {seed for _, seed in models_used}
     extra = range(book.get("n_seeds", 1), paper.get("n_seeds", 1)) if len(seeds) > 1 else range(0)
     out = {}
@@ -72,7 +72,7 @@ def training_flops(models_used: list[tuple[str, int]], book: dict, paper: dict) 
 def evaluation_minutes(warm_seconds: float, book: dict, paper: dict) -> float:
     """The chapter's warm book-run time x (paper / book evaluation size) x (paper / book FLOPs per image of the
     MaxPool network), moved from this CPU's rate to the GPU's."""
-    scale = {k: paper.get(k, d) for k, d in (("dataset", "fashion_mnist"), ("width_factor", 1), ("convs_per_stage", 1))}
+    scale = zoo.profile_scale(SimpleNamespace(**paper))
     work = max([paper[k] / book[k] for k in EVAL_SIZE if k in book and k in paper] or [1.0])
     flops = flops_per_image(zoo.full_config("baseline", 1, 1, 0, **scale)) / flops_per_image(zoo.full_config("baseline", 1, 1, 0))
     return warm_seconds * work * flops * ASSUMPTIONS["cpu GFLOP/s"] / (1e3 * ASSUMPTIONS["sustained TFLOP/s"]) / 60
