@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from shiftlab import models, params, zoo  # noqa: E402
+from shiftlab import data, models, params, zoo  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
 
 ASSUMPTIONS = {
@@ -65,7 +65,8 @@ def training_flops(models_used: list[tuple[str, int]], book: dict, paper: dict) 
     out = {}
     for model, seed in dict.fromkeys(models_used + [(m, s) for m, _ in models_used for s in extra]):
         config = zoo.full_config(model, paper["n_train"], paper["epochs"], seed, **scale)
-        out[(model, seed, scale["dataset"])] = flops_per_image(config) * config["data"]["n_train"] * paper["epochs"]
+        images = min(config["data"]["n_train"], data.SPLIT_SIZES[scale["dataset"]]["train"])   # CIFAR-10 has 50k
+        out[(model, seed, scale["dataset"])] = flops_per_image(config) * images * paper["epochs"]
     return out
 
 

@@ -37,6 +37,7 @@ DATASETS = ("fashion_mnist", "cifar10")
 # channels, and the per-channel mean and standard deviation of the training images (in [0, 1]) that a
 # network trained on the dataset subtracts and divides by; None: the images are used as they are
 CHANNELS = {"fashion_mnist": 1, "cifar10": 3}
+SPLIT_SIZES = {"fashion_mnist": {"train": 60000, "test": 10000}, "cifar10": {"train": 50000, "test": 10000}}
 NORMALISATION = {"fashion_mnist": None, "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
                  "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}    # torchvision's pretrained networks
 POSITIONS = ("center", "gauss", "uniform")
@@ -149,7 +150,7 @@ def load_fashion_mnist(split: str = "train", root: Path | None = None) -> Split:
     except (OSError, ValueError) as err:
         raise DatasetError(f"Fashion-MNIST files under {raw} could not be read ({err}); "
                            "delete that folder and run again to re-create it.") from err
-    expected = 60000 if split == "train" else 10000
+    expected = SPLIT_SIZES["fashion_mnist"][split]
     if images.shape != (expected, 28, 28) or labels.shape != (expected,):
         raise DatasetError(
             f"Fashion-MNIST {split} under {raw} has shape {tuple(images.shape)}, "
