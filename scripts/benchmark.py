@@ -6,9 +6,9 @@
 1. MaxBlurPool forward+backward (channels-last, batch 128, the zoo's three shapes) against
    antialiased-cnns and kornia, and against a plain MaxPool.
 2. Training throughput (images/s) of each zoo architecture on one thread (as the zoo trains), its
-   achieved GFLOP/s as a fraction of a 1024^2 matmul's on one thread in the same run, and the
-   aggregate of one worker per core (how the zoo trains a chapter's models) against one process
-   using every core.
+   achieved GFLOP/s as a fraction of a 1024^2 matmul's on one thread in the same run, under bfloat16
+   autocast against float32, and the aggregate of one worker per core (how the zoo trains a
+   chapter's models) against one process using every core.
 3. Shift evaluation (image.shifts/s) of the S x S output grid: the batched metric against a naive
    loop over images and shifts.
 4. Wall time of every notebook, cold and warm, from the last run's results/<profile>/run_times.json.
@@ -42,7 +42,9 @@ ARCHS = {
     "MaxBlurPool-3": models.ModelConfig(downsample="maxblur", filt_size=3, padding="circular"),
     "MaxBlurPool-5": models.ModelConfig(downsample="maxblur", filt_size=5, padding="circular"),
     "ResNet-like": models.ModelConfig(arch="resnet", downsample="strided", padding="circular"),
+    "canvas VGG-like (64 px)": models.ModelConfig(downsample="max", padding="circular"),
 }
+INPUT_SIZE = {"canvas VGG-like (64 px)": 64}     # every other architecture trains on 32 px frames
 
 
 def per_call(fn, reps: int) -> float:
@@ -85,17 +87,20 @@ def matmul_gflops(reps: int = 5) -> float:
     return 2 * 1024 ** 3 / per_call(lambda: a @ b, reps) / 1e9
 
 
-def train_rate(cfg: models.ModelConfig, n: int, threads: int) -> dict:
-    """Training images/s and GFLOP/s of one architecture at batch 128, channels-last, on `threads` threads."""
+def train_rate(name: str, n: int, threads: int, precision: str = "fp32") -> dict:
+    """Training images/s and GFLOP/s of one architecture at batch 128, channels-last, on `threads` threads,
+    the forward pass at `precision` (as train.train runs it)."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = models.build(cfg).to(memory_format=CL)
+    net = models.build(ARCHS[name]).to(memory_format=CL)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    x = torch.rand(128, 1, 32, 32).contiguous(memory_format=CL)
+    size = INPUT_SIZE.get(name, 32)
+    x = torch.rand(128, 1, size, size).contiguous(memory_format=CL)
     y = torch.randint(0, 10, (128,))
 
     def step():
-        loss = F.cross_entropy(net(x), y)
+        with runtime.autocast(torch.device("cpu"), precision):
+            loss = F.cross_entropy(net(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -107,7 +112,7 @@ def train_rate(cfg: models.ModelConfig, n: int, threads: int) -> dict:
 
 
 def _worker_rate(name: str, n: int) -> float:
-    return train_rate(ARCHS[name], n, 1)["img/s"]
+    return train_rate(name, n, 1)["img/s"]
 
 
 def training(n: int) -> list[dict]:
@@ -116,14 +121,16 @@ def training(n: int) -> list[dict]:
     torch.set_num_threads(1)
     peak = matmul_gflops()
     rows = []
-    for name, cfg in ARCHS.items():
-        one = train_rate(cfg, n, 1)
-        many = train_rate(cfg, n, cores)
+    for name in ARCHS:
+        one = train_rate(name, n, 1)
+        bf16 = train_rate(name, n, 1, "bf16")
+        many = train_rate(name, n, cores)
         with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn")) as pool:
             workers = sum(pool.map(_worker_rate, [name] * cores, [n] * cores))
         rows.append({"architecture": name, "img/s (1 thread)": round(one["img/s"]),
                      "GFLOP/s (1 thread)": round(one["GFLOP/s"], 1),
                      "fraction of matmul GFLOP/s": round(one["GFLOP/s"] / peak, 2),
+                     "img/s (1 thread, bf16)": round(bf16["img/s"]), "bf16 / fp32": round(bf16["img/s"] / one["img/s"], 2),
                      f"img/s ({cores} threads, 1 process)": round(many["img/s"]),
                      f"img/s ({cores} workers x 1 thread)": round(workers),
                      "workers / threads": round(workers / many["img/s"], 2)})

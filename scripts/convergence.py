@@ -4,7 +4,7 @@
     python scripts/convergence.py [--epochs 1 2 4 8] [--budget 4] [--seed 0]
 
 Trains (or loads from the model cache) the MaxPool baseline and the MaxBlurPool filter-5 network on the
-full 60k Fashion-MNIST training images, and the canvas VGG-like of Part I on its 20k canvas images, for
+full 60k Fashion-MNIST training images, and the canvas VGG-like of Part I on its 40k canvas images, for
 each number of epochs (each run has its own one-cycle schedule, as the book's models do), evaluates each on
 the 10k test images (the canvas network on test items placed as in its training), and writes
 results/convergence.json and the table book/convergence.md that book/reproducing.md includes.
@@ -26,7 +26,7 @@ from shiftlab import data, metrics, zoo  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
 
 NETWORKS = {"baseline": "MaxPool", "maxblur5": "MaxBlurPool, filter 5",
-            "canvas_vgg": "VGG-like on the 64-px canvas (20k images)"}
+            "canvas_vgg": f"VGG-like on the 64-px canvas ({zoo.CANVAS_TRAIN // 1000}k images)"}
 N_TRAIN = 60000
 
 
@@ -64,7 +64,7 @@ def markdown(acc: dict[str, dict[int, float]], budget: int, seed: int) -> str:
                       for n, g in gaps(acc, budget).items())
     return ("<!-- written by scripts/convergence.py; do not edit -->\n"
             f"Test accuracy (%) on the 10,000 Fashion-MNIST test images after training on all 60,000 "
-            f"training images (the canvas network: 20,000, as in the book), seed {seed}:\n\n" + "\n".join(lines) +
+            f"training images (the canvas network: {zoo.CANVAS_TRAIN:,}, as in the book), seed {seed}:\n\n" + "\n".join(lines) +
             f"\n\nThe book trains {budget} epochs. Below the {longest}-epoch accuracy: {below}.\n")
 
 

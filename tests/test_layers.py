@@ -220,3 +220,13 @@ def test_fused_circular_maxblurpool_equals_dense_max_then_blur(m):
     g_fused, = torch.autograd.grad(pool(x).square().sum(), x)
     g_plain, = torch.autograd.grad(pool[1](pool[0](x)).square().sum(), x)
     torch.testing.assert_close(g_fused, g_plain, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("pool", [layers.BlurPool(3, 5, pad_mode="reflect"), layers.MaxBlurPool(3, 3, pad_mode="circular"),
+                                  layers.MaxBlurPool(3, 5, pad_mode="zeros")], ids=["blur", "maxblur-circular", "maxblur-zeros"])
+def test_blur_layers_run_in_float32_under_bf16_autocast(pool):
+    x = _rand(2, 3, 16, 16).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = pool(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, pool(x.float()), rtol=0, atol=0)

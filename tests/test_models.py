@@ -134,3 +134,33 @@ def test_a_degenerate_schedule_is_one_clear_error():
     net = models.build(models.ModelConfig())
     with pytest.raises(ValueError, match="make 4 steps, which leaves the one-cycle schedule's warm-up zero steps long"):
         train(net, torch.rand(400, 1, 32, 32), torch.randint(0, 10, (400,)), TrainConfig(epochs=1), progress=False)
+
+
+def test_bf16_training_keeps_float32_weights_learns_and_repeats():
+    from shiftlab.train import TrainConfig, train
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (512,), generator=g)
+    x = torch.rand(512, 1, 32, 32, generator=g) * 0.2
+    for k in range(4):     # class k: a bright 8x8 square in quadrant k, anywhere inside it
+        rows = (y == k).nonzero().flatten()
+        for i, r in enumerate(rows.tolist()):
+            oy, ox = 16 * (k // 2) + i % 8, 16 * (k % 2) + (i * 3) % 8
+            x[r, 0, oy:oy + 8, ox:ox + 8] += 1
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        net = models.build(models.ModelConfig())
+        history = train(net, x, y, TrainConfig(epochs=3, batch_size=64, precision="bf16"), progress=False)
+        runs.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert history[-1]["train_acc"] > 0.9
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_training_precision_is_checked_and_keyed_only_when_not_fp32():
+    from shiftlab.train import TrainConfig
+
+    with pytest.raises(ValueError, match="precision='fp16' is invalid; valid: fp32, bf16"):
+        TrainConfig(precision="fp16")
+    assert "precision" not in TrainConfig().to_dict() and TrainConfig(precision="bf16").to_dict()["precision"] == "bf16"

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .runtime import in_fp32
+
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
 FILTER_SIZES = tuple(range(1, 8))
 FILTER_NAMES = {1: "Delta-1", 2: "Rect-2", 3: "Tri-3", 4: "Tri-4", 5: "Bin-5", 6: "Bin-6", 7: "Bin-7"}
@@ -139,6 +141,7 @@ class BlurPool(nn.Module):
         kernel = binomial_filter_2d(filt_size)[None, None].repeat(channels, 1, 1, 1)
         self.register_buffer("kernel", kernel, persistent=False)
 
+    @in_fp32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.filt_size == 1:
             return x[:, :, ::self.stride, ::self.stride]
@@ -169,6 +172,7 @@ class MaxBlurPool(nn.Sequential):
     def __init__(self, channels: int, filt_size: int = 3, stride: int = 2, pad_mode: str = "reflect"):
         super().__init__(DenseMax(pad_mode), BlurPool(channels, filt_size, stride, pad_mode))
 
+    @in_fp32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dense, blur = self[0], self[1]
         lo, hi = blur_pads(blur.filt_size)[:2]
