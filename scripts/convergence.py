@@ -64,7 +64,8 @@ def markdown(acc: dict[str, dict[int, float]], budget: int, seed: int) -> str:
                       for n, g in gaps(acc, budget).items())
     return ("<!-- written by scripts/convergence.py; do not edit -->\n"
             f"Test accuracy (%) on the 10,000 Fashion-MNIST test images after training on all 60,000 "
-            f"training images (the canvas network: {zoo.CANVAS_TRAIN:,}, as in the book), seed {seed}:\n\n" + "\n".join(lines) +
+            f"training images (the canvas network: {zoo.CANVAS_TRAIN:,}, as in the book), trained as the book trains them "
+            f"(bfloat16 autocast, float32 weights), seed {seed}:\n\n" + "\n".join(lines) +
             f"\n\nThe book trains {budget} epochs. Below the {longest}-epoch accuracy: {below}.\n")
 
 
