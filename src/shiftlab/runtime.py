@@ -1,6 +1,7 @@
 """Where and how computations run: device choice, seeding, CPU threads."""
 from __future__ import annotations
 
+import functools
 import os
 import random
 from contextlib import nullcontext
@@ -50,12 +51,12 @@ def autocast(device: torch.device, name: str | None = None):
 def in_fp32(fn):
     """Decorate a forward method to run in float32 with autocast off: oneDNN's bf16 depthwise convolution on a
     CPU is 2.5x slower than its float32 one, so a fixed blur is cheaper (and exact) in float32."""
+    @functools.wraps(fn)
     def wrapper(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_autocast_enabled(x.device.type):
             return fn(self, x)
         with torch.autocast(x.device.type, enabled=False):
             return fn(self, x.float())
-    wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
     return wrapper
 
 

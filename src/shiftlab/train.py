@@ -2,8 +2,8 @@
 
 SGD with Nesterov momentum under a one-cycle schedule: short runs end at a small learning rate,
 so models trained for one or two epochs can be compared with each other. With precision 'bf16' the
-forward pass runs under bfloat16 autocast (weights, gradients and optimiser state stay float32). Batches and weights are
-channels-last (the layout oneDNN's convolutions, pooling and depthwise blur are fastest in on a CPU);
+forward pass runs under bfloat16 autocast (weights, gradients and optimiser state stay float32).
+Batches and weights are channels-last (the layout oneDNN's convolutions, pooling and depthwise blur are fastest in on a CPU);
 the model is returned in the default layout.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from torch import nn
 from tqdm import tqdm
 
 from . import shifts as sh
-from .runtime import autocast
 from .data import Canvas, place_on_canvas
+from .runtime import autocast
 
 AUGMENTS = ("none", "roll", "crop", "rotate")
 TRAIN_PRECISIONS = ("fp32", "bf16")
@@ -94,7 +94,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
                          "steps, which leaves the one-cycle schedule's warm-up zero steps long: change n_train or epochs")
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
                                                 pct_start=WARM_UP)
-    history = []
+    history, dev = [], torch.device(device)
     for epoch in range(cfg.epochs):
         start, total_loss, correct = time.perf_counter(), 0.0, 0
         order = torch.randperm(len(x), generator=g)
@@ -104,7 +104,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             xb = augment_batch(x[idx], cfg, g).to(device, memory_format=CHANNELS_LAST)
             yb = y[idx].to(device)
-            with autocast(torch.device(device), cfg.precision):
+            with autocast(dev, cfg.precision):
                 logits = model(xb)
                 loss = F.cross_entropy(logits, yb)
             opt.zero_grad(set_to_none=True)

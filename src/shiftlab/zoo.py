@@ -46,8 +46,8 @@ class Entry:
     canvas: Canvas | None = None
     max_train: int | None = None
     image_size: int | None = None      # frame the 28-px items are padded to (default: the profile's, 32)
-    # training precision: bfloat16 autocast where it trains faster on the reference CPU (scripts/benchmark.py:
-    # 1.2-2.4x for the VGG-, ResNet- and STN-likes, whose blur layers stay float32), else float32
+    # training precision: bfloat16 autocast, whose blur layers stay float32 (scripts/benchmark.py, bf16 / fp32:
+    # MaxPool 1.74x, MaxBlurPool-3 1.20x, MaxBlurPool-5 1.01x, ResNet-like 1.27x, canvas VGG-like 2.21x), else float32
     precision: str = "bf16"
 
 
