@@ -4,10 +4,11 @@
     python scripts/benchmark.py [--n 4096] [--profile book] [--out results/bench.json]
 
 1. MaxBlurPool forward+backward (channels-last, batch 128, the zoo's three shapes) against
-   antialiased-cnns and kornia, and against a plain MaxPool.
+   antialiased-cnns and kornia, against a plain MaxPool, and with torch's max_pool2d in place of the
+   compiled dense max (shiftlab.kernels).
 2. Training throughput (images/s) of each zoo architecture on one thread (as the zoo trains), its
    achieved GFLOP/s as a fraction of a 1024^2 matmul's on one thread in the same run, under bfloat16
-   autocast against float32, and the aggregate of one worker per core (how the zoo trains a
+   autocast against float32, the compiled dense max against torch's max_pool2d, and the aggregate of one worker per core (how the zoo trains a
    chapter's models) against one process using every core.
 3. Shift evaluation (image.shifts/s) of the S x S output grid: the batched metric against a naive
    loop over images and shifts.
@@ -32,19 +33,21 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from shiftlab import data, layers, metrics, models, runtime  # noqa: E402
+from shiftlab import data, kernels, layers, metrics, models, runtime  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
 
 CL = torch.channels_last
 SHAPES = [(16, 32), (32, 16), (64, 8)]
-ARCHS = {
-    "MaxPool": models.ModelConfig(downsample="max", padding="circular"),
-    "MaxBlurPool-3": models.ModelConfig(downsample="maxblur", filt_size=3, padding="circular"),
-    "MaxBlurPool-5": models.ModelConfig(downsample="maxblur", filt_size=5, padding="circular"),
-    "ResNet-like": models.ModelConfig(arch="resnet", downsample="strided", padding="circular"),
-    "canvas VGG-like (64 px)": models.ModelConfig(downsample="max", padding="circular"),
+MAXPOOL = models.ModelConfig(downsample="max", padding="circular")
+ARCHS = {   # architecture and the frame it trains on (px)
+    "MaxPool": (MAXPOOL, 32),
+    "MaxBlurPool-3": (models.ModelConfig(downsample="maxblur", filt_size=3, padding="circular"), 32),
+    "MaxBlurPool-5": (models.ModelConfig(downsample="maxblur", filt_size=5, padding="circular"), 32),
+    "APS": (models.ModelConfig(downsample="maxaps", padding="circular"), 32),
+    "ResNet-like": (models.ModelConfig(arch="resnet", downsample="strided", padding="circular"), 32),
+    "canvas VGG-like": (MAXPOOL, 64),
 }
-INPUT_SIZE = {"canvas VGG-like (64 px)": 64}     # every other architecture trains on 32 px frames
+USES_DENSE_MAX = ("MaxBlurPool-3", "MaxBlurPool-5", "APS")
 
 
 def per_call(fn, reps: int) -> float:
@@ -67,14 +70,17 @@ def pool_layers() -> list[dict]:
     for m in (3, 5):
         for c, n in SHAPES:
             x = torch.randn(128, c, n, n).contiguous(memory_format=CL).requires_grad_()
+            circular = layers.MaxBlurPool(c, m, pad_mode="circular")
             impls = {
-                "ours (circular)": layers.MaxBlurPool(c, m, pad_mode="circular"),
+                "ours (circular)": circular,
                 "ours (reflect)": layers.MaxBlurPool(c, m, pad_mode="reflect"),
                 "antialiased-cnns": torch.nn.Sequential(torch.nn.MaxPool2d(2, 1), antialiased_cnns.BlurPool(c, filt_size=m)),
                 "kornia": kornia.filters.MaxBlurPool2D(m),
                 "MaxPool(2, 2)": torch.nn.MaxPool2d(2, 2),
             }
             ms = {k: 1e3 * per_call(lambda f=f: f(x).sum().backward(), 15) for k, f in impls.items()}
+            with kernels.torch_ops_only():
+                ms["ours (circular), torch's max_pool2d"] = 1e3 * per_call(lambda: circular(x).sum().backward(), 15)
             ref = ms["antialiased-cnns"]
             rows.append({"filter": m, "shape": f"128x{c}x{n}x{n}", **{f"{k} ms": round(v, 2) for k, v in ms.items()},
                          **{f"{k} / antialiased-cnns": round(v / ref, 2) for k, v in ms.items() if k != "antialiased-cnns"}})
@@ -92,9 +98,9 @@ def train_rate(name: str, n: int, threads: int, precision: str = "fp32") -> dict
     the forward pass at `precision` (as train.train runs it)."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = models.build(ARCHS[name]).to(memory_format=CL)
+    config, size = ARCHS[name]
+    net = models.build(config).to(memory_format=CL)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    size = INPUT_SIZE.get(name, 32)
     x = torch.rand(128, 1, size, size).contiguous(memory_format=CL)
     y = torch.randint(0, 10, (128,))
 
@@ -124,6 +130,8 @@ def training(n: int) -> list[dict]:
     for name in ARCHS:
         one = train_rate(name, n, 1)
         bf16 = train_rate(name, n, 1, "bf16")
+        with kernels.torch_ops_only():
+            bf16_torch = train_rate(name, n, 1, "bf16") if name in USES_DENSE_MAX else bf16
         many = train_rate(name, n, cores)
         with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn")) as pool:
             workers = sum(pool.map(_worker_rate, [name] * cores, [n] * cores))
@@ -131,6 +139,7 @@ def training(n: int) -> list[dict]:
                      "GFLOP/s (1 thread)": round(one["GFLOP/s"], 1),
                      "fraction of matmul GFLOP/s": round(one["GFLOP/s"] / peak, 2),
                      "img/s (1 thread, bf16)": round(bf16["img/s"]), "bf16 / fp32": round(bf16["img/s"] / one["img/s"], 2),
+                     "compiled dense max / max_pool2d (bf16)": round(bf16["img/s"] / bf16_torch["img/s"], 2),
                      f"img/s ({cores} threads, 1 process)": round(many["img/s"]),
                      f"img/s ({cores} workers x 1 thread)": round(workers),
                      "workers / threads": round(workers / many["img/s"], 2)})
@@ -143,7 +152,7 @@ def shift_evaluation(n_images: int) -> list[dict]:
     """image.shifts/s of the S x S output grid: batched (metrics.output_change_grid) vs one image and shift per call."""
     runtime.set_threads()
     torch.manual_seed(0)
-    net = models.build(ARCHS["MaxPool"]).eval().to(memory_format=CL)
+    net = models.build(MAXPOOL).eval().to(memory_format=CL)
     x = data.load("fashion_mnist", "test").subset(n_images).as_float(32)
     period = net.cfg.total_stride
     batched = per_call(lambda: metrics.output_change_grid(net, x, period), 3)

@@ -107,3 +107,27 @@ def test_phase_margins_name_every_aps_layer_and_follow_a_one_pixel_shift():
     moved = protocols.aps_phase_margins(net, shifts.roll(x, 0, 1))["body.s1_maxaps.1"]
     # a 1-px horizontal shift swaps the column parity of the kept component: j -> 1 - j
     assert torch.equal(moved["phase"] % 2, 1 - first["phase"] % 2)
+
+
+@pytest.mark.parametrize("norm", ["l1", "l2", "linf"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_aps_equals_its_definition_on_the_polyphase_components(norm, channels_last):
+    """The fast layer (norms reduced per pixel, the kept cell gathered in place) keeps the component of largest
+    float64 norm of polyphase_components, values and gradients exactly."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 5, 8, 12, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    aps = layers.ApsPool(5, norm=norm)
+    comps = layers.polyphase_components(x, 2)
+    p = {"l1": 1, "l2": 2, "linf": float("inf")}[norm]
+    norms = comps.detach().flatten(2).double().norm(p=p, dim=2)
+    assert torch.allclose(aps.phase_norms(x), norms, rtol=1e-6, atol=0)     # per-pixel channel sums in float32
+    expected = comps[torch.arange(6), norms.argmax(1)]
+    out = aps(x)
+    assert torch.equal(out, expected)
+    weights = torch.randn(out.shape, generator=g)
+    got, = torch.autograd.grad((out * weights).sum(), x)
+    want, = torch.autograd.grad((expected * weights).sum(), x)
+    assert torch.equal(got, want)

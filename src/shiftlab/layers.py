@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kernels import dense_max
 from .runtime import in_fp32
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -160,7 +161,7 @@ class DenseMax(nn.Module):
         self.pad_mode = "circular" if _check_pad_mode(pad_mode) == "circular" else "replicate"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.max_pool2d(pad2d(x, (0, 1, 0, 1), self.pad_mode), kernel_size=2, stride=1)
+        return dense_max(pad2d(x, (0, 1, 0, 1), self.pad_mode))
 
 
 class MaxBlurPool(nn.Sequential):
@@ -178,7 +179,7 @@ class MaxBlurPool(nn.Sequential):
         lo, hi = blur_pads(blur.filt_size)[:2]
         if blur.pad_mode != "circular" or blur.filt_size == 1 or min(x.shape[-2:]) <= hi:
             return blur(dense(x))
-        x = F.max_pool2d(circular_pad(x, (lo, hi + 1, lo, hi + 1)), kernel_size=2, stride=1)
+        x = dense_max(circular_pad(x, (lo, hi + 1, lo, hi + 1)))
         return F.conv2d(x, blur.kernel, stride=blur.stride, groups=blur.channels)
 
 
@@ -204,17 +205,33 @@ class ConvBlurPool(nn.Sequential):
         return nn.Sequential(strided, bn, nn.ReLU())
 
 
-APS_NORMS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
+APS_NORMS = ("l1", "l2", "linf")
 
 
 def polyphase_components(x: torch.Tensor, stride: int = 2) -> torch.Tensor:
     """The s² polyphase components x[..., i::s, j::s], (i, j) row-major: (N, s², C, H/s, W/s)."""
     n, c, h, w = x.shape
+    return _cells(x, stride).permute(0, 2, 4, 5, 1, 3).reshape(n, stride * stride, c, h // stride, w // stride)
+
+
+def _cells(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """x (N, C, H, W) in its physical channels-last order, split into s x s cells: (N, H/s, s, W/s, s, C)."""
+    n, c, h, w = x.shape
     if h % stride or w % stride:
         raise ValueError(f"a {h}x{w} map has no {stride}x{stride} polyphase decomposition; valid: sizes divisible "
                          f"by {stride} (APS is exact only when every map it subsamples has such a size)")
-    parts = x.reshape(n, c, h // stride, stride, w // stride, stride).permute(0, 3, 5, 1, 2, 4)
-    return parts.reshape(n, stride * stride, c, h // stride, w // stride)
+    return x.permute(0, 2, 3, 1).reshape(n, h // stride, stride, w // stride, stride, c)
+
+
+def _phase_norms(x: torch.Tensor, stride: int, norm: str) -> torch.Tensor:
+    """||x[..., i::s, j::s]||_p per image and phase (N, s²), float64: each pixel's channels are reduced in float32
+    in a fixed order, so a circular shift permutes these per-pixel values exactly, then the pixels in float64."""
+    cells = _cells(x.detach(), stride).float()
+    if norm == "linf":
+        return cells.abs().amax(dim=(1, 3, 5)).double().flatten(1)
+    per_pixel = (cells.square() if norm == "l2" else cells.abs()).sum(-1).double()
+    total = per_pixel.sum(dim=(1, 3)).flatten(1)
+    return total.sqrt() if norm == "l2" else total
 
 
 class ApsPool(nn.Module):
@@ -231,22 +248,21 @@ class ApsPool(nn.Module):
         self.stride, self.norm = stride, norm
         self.blur = BlurPool(channels, filt_size, 1, pad_mode) if filt_size > 1 else None
 
-    def _components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The polyphase components of [Blur_m] x and their l_p norms per image, in float64 (ties only when exact)."""
-        comps = polyphase_components(self.blur(x) if self.blur is not None else x, self.stride)
-        return comps, comps.detach().flatten(2).double().norm(p=APS_NORMS[self.norm], dim=2)
-
     def phase_norms(self, x: torch.Tensor) -> torch.Tensor:
         """||[Blur_m] x[..., i::s, j::s]||_p per image and phase i*s + j: (N, s²), float64."""
-        return self._components(x)[1]
+        return _phase_norms(self.blur(x) if self.blur is not None else x, self.stride, self.norm)
 
     def selected_phase(self, x: torch.Tensor) -> torch.Tensor:
         """argmax_(i, j) ||x[..., i::s, j::s]||_p per image, as the index i*s + j: (N,)."""
         return self.phase_norms(x).argmax(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        comps, norms = self._components(x)
-        return comps[torch.arange(len(x), device=x.device), norms.argmax(1)].contiguous(memory_format=torch.channels_last)
+        z = self.blur(x) if self.blur is not None else x
+        phase = _phase_norms(z, self.stride, self.norm).argmax(1)
+        s = self.stride
+        cells = _cells(z, s)                                    # (N, H/s, s, W/s, s, C), no copy for channels-last z
+        kept = cells[torch.arange(len(z), device=z.device), :, phase // s, :, phase % s]   # (N, H/s, W/s, C)
+        return kept.permute(0, 3, 1, 2)                         # channels-last (N, C, H/s, W/s)
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, norm={self.norm}"
