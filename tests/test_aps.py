@@ -131,3 +131,24 @@ def test_aps_equals_its_definition_on_the_polyphase_components(norm, channels_la
     got, = torch.autograd.grad((out * weights).sum(), x)
     want, = torch.autograd.grad((expected * weights).sum(), x)
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("filt_size", [1, 3])
+def test_aps_resnet18_is_exactly_invariant_and_its_shortcuts_share_the_main_paths_phase(filt_size):
+    """Chaman & Dokmanić's ResNet: each stride-2 block subsamples its main path and its shortcut at one phase, so the
+    sum stays on one grid and random weights give the same logits under every circular shift; the same blocks
+    with fixed (strided) subsampling do not."""
+    config = models.ModelConfig(arch="resnet18", downsample="convaps", filt_size=filt_size, padding="circular",
+                                widths=(4, 8, 8, 8))
+    torch.manual_seed(0)
+    net = models.build(config).eval()
+    torch.manual_seed(0)
+    strided = models.build(models.ModelConfig(arch="resnet18", downsample="strided", padding="circular", widths=(4, 8, 8, 8))).eval()
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(16, 1, 32, 32, generator=g)
+    with torch.no_grad():
+        ref, strided_ref = net(x), strided(x)
+        moves = torch.randint(0, 32, (6, 2), generator=g).tolist()
+        worst = max((net(shifts.roll(x, dy, dx)) - ref).abs().max().item() for dy, dx in moves)
+        strided_worst = max((strided(shifts.roll(x, dy, dx)) - strided_ref).abs().max().item() for dy, dx in moves)
+    assert worst < 1e-5 * ref.abs().max().item() and strided_worst > 1e-3 * strided_ref.abs().max().item()

@@ -1,5 +1,7 @@
 """VGGLike networks build for every downsampling kind and padding, and keep their stated periodicity."""
 import math
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -164,3 +166,24 @@ def test_training_precision_is_checked_and_keyed_only_when_not_fp32():
     with pytest.raises(ValueError, match="precision='fp16' is invalid; valid: fp32, bf16"):
         TrainConfig(precision="fp16")
     assert "precision" not in TrainConfig().to_dict() and TrainConfig(precision="bf16").to_dict()["precision"] == "bf16"
+
+
+def test_resnet18_at_the_paper_width_is_the_cifar_resnet18():
+    """64-128-256-512 channels on 3-channel 32 px images: He et al.'s CIFAR ResNet-18 (11,173,962 parameters),
+    total stride 8 (three subsampling stages), with the blur or APS in place of the strided convolutions."""
+    config = models.ModelConfig(arch="resnet18", downsample="strided", padding="circular", widths=(64, 128, 256, 512),
+                                in_channels=3)
+    net = models.build(config)
+    assert sum(p.numel() for p in net.parameters()) == 11_173_962 and config.total_stride == 8
+    assert net.forward_features(torch.zeros(1, 3, 32, 32))[-1][1].shape == (1, 512, 4, 4)
+    for kind in ("convblur", "convaps"):
+        other = models.build(replace(config, downsample=kind, filt_size=3))
+        assert sum(p.numel() for p in other.parameters()) == 11_173_962     # the blur and APS add no weights
+        assert other(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_resnet18_refuses_what_it_cannot_build():
+    with pytest.raises(ValueError, match="arch='resnet18' needs downsample in strided, convblur, convaps"):
+        models.ModelConfig(arch="resnet18", downsample="max")
+    with pytest.raises(ValueError, match="two or more widths"):
+        models.ModelConfig(arch="resnet18", downsample="strided", widths=(16,))

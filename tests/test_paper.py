@@ -97,13 +97,15 @@ def test_a_cifar_chapter_runs_under_the_paper_profile_on_the_cpu(cifar_root, tmp
     driver with the paper profile at a tiny size; chapters 1, 2, 6 and 7 go through the same helpers
     (chapter.load_test_set, zoo.prepare / for_chapter / adapted)."""
     small = ["-p", "device=cpu", "-p", "n_train=1000", "-p", "epochs=1", "-p", "n_test=64", "-p", "n_eval=16",
-             "-p", "n_seeds=2", "-p", "width_factor=1", "-p", "convs_per_stage=1", "-p", "filt_size=3"]
+             "-p", "n_seeds=2", "-p", "width_factor=1", "-p", "convs_per_stage=1", "-p", "filt_size=3",
+             "-p", "resnet18_seeds=1"]
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", "paper",
                            "--only", "09_aps", *small, "--root", str(tmp_path), "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, env={**os.environ, "SHIFTLAB_DATA": str(cifar_root)})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     saved = json.loads((tmp_path / "results" / "paper" / "09_aps.json").read_text())
     assert saved["params"]["dataset"] == "cifar10" and saved["profile"] == "paper"
+    assert [r["network"] for r in saved["metrics"]["resnet18_runs"]] == ["Baseline", "BlurPool", "APS"]
     trained = [p.name for p in (tmp_path / "results" / "cache").glob("*.pt")]
     assert trained and all(torch.load(tmp_path / "results" / "cache" / p, weights_only=True)["config"]["model"]["in_channels"] == 3
                            for p in trained)

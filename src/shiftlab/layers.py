@@ -234,6 +234,12 @@ def _phase_norms(x: torch.Tensor, stride: int, norm: str) -> torch.Tensor:
     return total.sqrt() if norm == "l2" else total
 
 
+def _at_phase(x: torch.Tensor, phase: torch.Tensor, stride: int) -> torch.Tensor:
+    """x[n, :, i_n::s, j_n::s] per image, phase_n = i_n * s + j_n: (N, C, H/s, W/s), channels-last, gathered in place."""
+    kept = _cells(x, stride)[torch.arange(len(x), device=x.device), :, phase // stride, :, phase % stride]
+    return kept.permute(0, 3, 1, 2)
+
+
 class ApsPool(nn.Module):
     """Adaptive polyphase sampling (Chaman & Dokmanić 2021), [Blur_m then] APS_s: per image, of the s²
     components x[..., i::s, j::s] keep the one of largest l_p norm (the first in row-major (i, j) order on
@@ -256,13 +262,18 @@ class ApsPool(nn.Module):
         """argmax_(i, j) ||x[..., i::s, j::s]||_p per image, as the index i*s + j: (N,)."""
         return self.phase_norms(x).argmax(1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def subsample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[Blur_m] x at each image's largest-norm phase, and that phase i*s + j: ((N, C, H/s, W/s), (N,))."""
         z = self.blur(x) if self.blur is not None else x
         phase = _phase_norms(z, self.stride, self.norm).argmax(1)
-        s = self.stride
-        cells = _cells(z, s)                                    # (N, H/s, s, W/s, s, C), no copy for channels-last z
-        kept = cells[torch.arange(len(z), device=z.device), :, phase // s, :, phase % s]   # (N, H/s, W/s, C)
-        return kept.permute(0, 3, 1, 2)                         # channels-last (N, C, H/s, W/s)
+        return _at_phase(z, phase, self.stride), phase
+
+    def forward(self, x: torch.Tensor, phase: torch.Tensor | None = None) -> torch.Tensor:
+        """[Blur_m] x at each image's largest-norm phase, or at the given phases (N,): a residual block's shortcut
+        takes its main path's, so both branches keep the same sampling grid."""
+        if phase is None:
+            return self.subsample(x)[0]
+        return _at_phase(self.blur(x) if self.blur is not None else x, phase, self.stride)
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, norm={self.norm}"

@@ -9,11 +9,14 @@ STN: a spatial-transformer front end (a learned translation) before the VGG-like
 ResNet-like: a conv3x3-BN-ReLU stem, then one residual block per stage whose first conv has
 stride 2 (shortcut: 1x1 conv with stride 2 + BN), then global average pooling and a linear layer.
 Both have total stride S = 2**stages.
+ResNet-18: the CIFAR ResNet-18 of the APS and BlurPool papers (paper profile), subsampling by strided convs,
+a blur (convblur) or APS (convaps), S = 2**(stages - 1).
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +27,9 @@ from .layers import FILTER_SIZES, ApsPool, BlurPool, Conv2d, ConvBlurPool, MaxAp
 
 APS_KINDS = ("maxaps", "convaps")
 DOWNSAMPLE_KINDS = ("max", "maxblur", "strided", "convblur", "avg", "blur", *APS_KINDS)
-ARCHS = ("vgg", "resnet", "c8", "stn")
+ARCHS = ("vgg", "resnet", "resnet18", "c8", "stn")
+RESIDUAL_ARCHS = ("resnet", "resnet18")
+RESNET18_DOWNSAMPLE = ("strided", "convblur", "convaps")
 PADDING_MODES = ("zeros", "circular", "reflect")
 NO_PADDING = "valid"     # 'valid' convolutions: every output sees only real input (sliding windows, chapter 14)
 
@@ -49,6 +54,10 @@ class ModelConfig:
         _check(self.arch in ARCHS, f"arch={self.arch!r} is invalid; valid: {', '.join(ARCHS)}")
         _check(self.arch != "resnet" or self.downsample == "strided",
                f"arch='resnet' downsamples with strided convolutions; downsample={self.downsample!r} is invalid")
+        _check(self.arch != "resnet18" or (self.downsample in RESNET18_DOWNSAMPLE and len(self.widths) >= 2
+                                           and self.padding in PADDING_MODES and not self.fc_input),
+               f"arch='resnet18' needs downsample in {', '.join(RESNET18_DOWNSAMPLE)} (got {self.downsample!r}), two or "
+               f"more widths (got {self.widths}), padding in {', '.join(PADDING_MODES)} and global pooling")
         _check(self.arch != "c8" or (self.downsample == "avg" and self.padding == "zeros" and not self.fc_input),
                "arch='c8' (rotation-equivariant, e2cnn) has its own layers; valid: downsample='avg', padding='zeros'")
         _check(self.downsample in DOWNSAMPLE_KINDS,
@@ -59,8 +68,8 @@ class ModelConfig:
                f"padding={self.padding!r} is invalid; valid: {', '.join(PADDING_MODES)}, or {NO_PADDING!r} "
                "(no padding, for the VGG-like with MaxPool and global pooling)")
         _check(self.normalize == "" or (self.normalize in NORMALISATION and NORMALISATION[self.normalize] is not None
-                                        and self.arch in ("vgg", "resnet")),
-               f"normalize={self.normalize!r} is invalid; valid: '' (none) or, for arch 'vgg' or 'resnet', one of "
+                                        and self.arch in ("vgg", *RESIDUAL_ARCHS)),
+               f"normalize={self.normalize!r} is invalid; valid: '' (none) or, for arch 'vgg', 'resnet' or 'resnet18', one of "
                f"{', '.join(repr(k) for k, v in NORMALISATION.items() if v is not None)}")
         _check(len(self.widths) >= 1 and all(w >= 1 for w in self.widths),
                f"widths={self.widths} is invalid; valid: one or more positive integers")
@@ -71,8 +80,9 @@ class ModelConfig:
 
     @property
     def total_stride(self) -> int:
-        """S = 2**stages: the input shift that moves the last feature map by exactly one cell."""
-        return 2 ** len(self.widths)
+        """S = 2**(stride-2 stages): the input shift that moves the last feature map by exactly one cell (every
+        stage subsamples, except the first of the ResNet-18)."""
+        return 2 ** (len(self.widths) - (self.arch == "resnet18"))
 
     def to_dict(self) -> dict:
         """The fields as a dict; fc_input and normalize only when set, so keys of earlier caches stay valid."""
@@ -199,20 +209,75 @@ class BasicBlock(nn.Module):
         return torch.relu(self.body(x) + self.shortcut(x))
 
 
+def _residual_net(net: VGGLike, cfg: ModelConfig, blocks: Callable[[], list[tuple[str, nn.Module]]]) -> None:
+    """Set up net as a conv3x3-BN-ReLU stem (built first, so weights follow the RNG in layer order), the named
+    blocks, global average pooling and a linear head."""
+    nn.Module.__init__(net)
+    net.cfg = cfg
+    layers = [("stem", ConvBNReLU(cfg.in_channels, cfg.widths[0], cfg.padding)), *blocks()]
+    net.body = _body(cfg, layers)
+    net.layer_names = [n for n, _ in layers]
+    net.head = nn.Linear(cfg.widths[-1], cfg.num_classes)
+
+
+def _stage_inputs(cfg: ModelConfig) -> tuple[int, ...]:
+    """The input width of each stage: the stem's, then the previous stage's."""
+    return (cfg.widths[0], *cfg.widths[:-1])
+
+
 class ResNetLike(VGGLike):
     """Stem conv3x3-BN-ReLU, one stride-2 residual block per stage, global average pool, linear head."""
 
     def __init__(self, cfg: ModelConfig):
-        nn.Module.__init__(self)
-        self.cfg = cfg
-        layers: list[tuple[str, nn.Module]] = [("stem", ConvBNReLU(cfg.in_channels, cfg.widths[0], cfg.padding))]
-        cin = cfg.widths[0]
-        for i, cout in enumerate(cfg.widths):
-            layers.append((f"s{i + 1}.block", BasicBlock(cin, cout, cfg.padding)))
-            cin = cout
-        self.body = _body(cfg, layers)
-        self.layer_names = [n for n, _ in layers]
-        self.head = nn.Linear(cin, cfg.num_classes)
+        _residual_net(self, cfg, lambda: [(f"s{i + 1}.block", BasicBlock(cin, cout, cfg.padding))
+                                          for i, (cin, cout) in enumerate(zip(_stage_inputs(cfg), cfg.widths))])
+
+
+class ResidualBlock(nn.Module):
+    """He et al.'s basic block, ReLU(BN . Conv3 . D . ReLU . BN . Conv3(x) + shortcut(x)). At stride 2 the
+    subsampling D is: the first conv's stride ('strided'; shortcut Conv1 stride 2); Subsample_2 . Blur_m after it
+    ('convblur', Zhang's ResNet; shortcut Conv1 . Subsample_2 . Blur_m); APS_2 [. Blur_m] after it ('convaps', Chaman
+    & Dokmanić's; the shortcut subsamples x at the phase the main path chose, so both keep one sampling grid).
+    The shortcut is BN . Conv1 when the block subsamples or changes width, else the identity."""
+
+    def __init__(self, cin: int, cout: int, stride: int, padding: str, downsample: str = "strided", filt_size: int = 1):
+        super().__init__()
+        self.adaptive = stride == 2 and downsample == "convaps"
+        fixed_stride = stride if downsample == "strided" else 1
+        self.conv1 = ConvBNReLU(cin, cout, padding, stride=fixed_stride)
+        pad = _blur_pad(padding)
+        self.down = self.short_down = None
+        if stride == 2 and downsample == "convblur":
+            self.down, self.short_down = BlurPool(cout, filt_size, 2, pad), BlurPool(cin, filt_size, 2, pad)
+        elif self.adaptive:
+            self.down, self.short_down = ApsPool(cout, filt_size, 2, pad), ApsPool(cin, filt_size, 2, pad)
+        self.conv2 = Conv2d(cout, cout, 3, padding=1, padding_mode=padding, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = None
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=fixed_stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(x)
+        if self.adaptive:
+            h, phase = self.down.subsample(h)
+            x = self.short_down(x, phase)
+        elif self.down is not None:
+            h, x = self.down(h), self.short_down(x)
+        h = self.bn2(self.conv2(h))
+        return torch.relu(h + (x if self.shortcut is None else self.shortcut(x)))
+
+
+class ResNet18(VGGLike):
+    """The CIFAR ResNet-18 (He et al. 2016, as in the APS and BlurPool papers' CIFAR-10 tables): a conv3x3-BN-ReLU
+    stem, two basic blocks per stage, every stage but the first subsampling in its first block; widths 64-128-256-512
+    at the paper profile's width_factor 4 (16-32-64-128 at scale 1); global average pool, linear head."""
+
+    def __init__(self, cfg: ModelConfig):
+        _residual_net(self, cfg, lambda: [
+            (f"s{i + 1}.block{j + 1}", ResidualBlock(cout if j else cin, cout, 2 if i > 0 and j == 0 else 1, cfg.padding,
+                                                     cfg.downsample, cfg.filt_size))
+            for i, (cin, cout) in enumerate(zip(_stage_inputs(cfg), cfg.widths)) for j in range(2)])
 
 
 def build(cfg: ModelConfig) -> nn.Module:
@@ -223,7 +288,7 @@ def build(cfg: ModelConfig) -> nn.Module:
         return C8Net(cfg)
     if cfg.arch == "stn":
         return SpatialTransformer(cfg)
-    return ResNetLike(cfg) if cfg.arch == "resnet" else VGGLike(cfg)
+    return {"resnet": ResNetLike, "resnet18": ResNet18}.get(cfg.arch, VGGLike)(cfg)
 
 
 class SpatialTransformer(nn.Module):

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from . import __version__
 from .data import CHANNELS, NORMALISATION, Canvas, load
 from .results import atomic_write_bytes
-from .models import ModelConfig, VGGLike, build
+from .models import RESIDUAL_ARCHS, ModelConfig, VGGLike, build
 from .runtime import cpu_budget, report, seed_everything
 from .train import TrainConfig, train
 
@@ -73,6 +73,14 @@ def _registry() -> dict[str, Entry]:
     entries["aps"] = Entry(aps, description="MaxPool's subsampling replaced by adaptive polyphase sampling, circular padding")
     entries["aps_lpf3"] = Entry(replace(aps, filt_size=3), description="dense max, Tri-3 blur, then APS (APS-LPF), circular padding")
     entries["aps_zeros"] = Entry(replace(aps, padding="zeros"), description="dense max then APS, zero padding")
+    # the paper profile's CIFAR-10 ResNet-18 (64-128-256-512 at its width_factor 4) with the follow-up papers' three
+    # subsamplings, beside their published CIFAR-10 table (RESNET18_TABLE)
+    resnet18 = ModelConfig(arch="resnet18", downsample="strided", padding="circular", widths=(16, 32, 64, 128))
+    entries["resnet18"] = Entry(resnet18, description="ResNet-18, strided convolutions, circular padding")
+    entries["resnet18_blur3"] = Entry(replace(resnet18, downsample="convblur", filt_size=3),
+                                      description="ResNet-18, Tri-3 blur before every subsampling (Zhang), circular padding")
+    entries["resnet18_aps"] = Entry(replace(resnet18, downsample="convaps"),
+                                    description="ResNet-18, APS in place of every subsampling (Chaman & Dokmanić), circular padding")
     # Part IV, rotations: the MaxPool baseline trained with random rotations, and a C8-equivariant network
     # (33 px frames: odd, so rotations by 90° keep every sampling grid)
     entries["baseline_rot"] = Entry(VGG_MAX, augment="rotate", description="MaxPool, circular padding, trained with random rotations")
@@ -134,6 +142,8 @@ def _canvas_registry() -> dict[str, Entry]:
 
 
 ENTRIES: dict[str, Entry] = _registry()
+# chapter 9's rows of the follow-up papers' CIFAR-10 table (the paper profile trains each resnet18_seeds times)
+RESNET18_TABLE = {"Baseline": "resnet18", "BlurPool": "resnet18_blur3", "APS": "resnet18_aps"}
 
 
 def antialiased(filt_size: int, augment: bool = False, padding: str = "circular") -> str:
@@ -156,7 +166,7 @@ class CacheError(RuntimeError):
 
 
 USE_EVENT = "use"    # the events-log line of every model a chapter uses (not shown live; scripts/paper_estimate.py)
-SCALABLE_ARCHS = ("vgg", "resnet", "stn")   # C8's widths count regular fields of 8 channels each: not scaled
+SCALABLE_ARCHS = ("vgg", "resnet", "resnet18", "stn")   # C8's widths count regular fields of 8 channels each: not scaled
 
 
 def adapted(model: ModelConfig, dataset: str = "fashion_mnist", width_factor: int = 1,
@@ -165,11 +175,11 @@ def adapted(model: ModelConfig, dataset: str = "fashion_mnist", width_factor: in
     profile's scale (every width times width_factor, convs_per_stage 3x3 convolutions per stage of the
     VGG-likes); unchanged for Fashion-MNIST at scale 1."""
     changes: dict = {"in_channels": CHANNELS[dataset]}
-    if NORMALISATION[dataset] is not None and model.arch in ("vgg", "resnet"):
+    if NORMALISATION[dataset] is not None and model.arch in ("vgg", *RESIDUAL_ARCHS):
         changes["normalize"] = dataset
     if model.arch in SCALABLE_ARCHS:
         changes["widths"] = tuple(w * width_factor for w in model.widths)
-        if model.arch != "resnet":
+        if model.arch not in RESIDUAL_ARCHS:
             changes["convs_per_stage"] = model.convs_per_stage * convs_per_stage
     return replace(model, **changes)
 
