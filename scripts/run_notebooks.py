@@ -13,7 +13,8 @@ kept in results/<profile>/run_times.json, as cold (it trained a model) or warm (
 the wall time of the last whole run (every notebook), and written as the budget table
 <out>/run_times.md that book/reproducing.md shows.
 
-With --jobs N, N notebooks run at once in worker processes, longest (by the last run) first, each
+With --jobs N, N notebooks run at once in worker processes, longest first (by the last run here, else by
+book/reference_times.json, the reference machine's times, which --record-reference writes), each
 with an equal share of the cores (torch threads and training workers); the 99_* notebooks, which
 read every chapter's results, run after the rest. A model two notebooks ask for is trained once
 (the zoo locks it), and every notebook's results are the same as in a sequential run.
@@ -47,6 +48,7 @@ from shiftlab.runtime import CORES_ENV, EVENTS_ENV, cpu_count  # noqa: E402
 from shiftlab.zoo import USE_EVENT  # noqa: E402
 
 KERNEL = "shiftlab"
+REFERENCE_TIMES = ROOT / "book" / "reference_times.json"   # the reference machine's run times (--record-reference)
 
 
 class IPCKernelManager(AsyncKernelManager):
@@ -252,6 +254,11 @@ def _last_time(times: dict, name: str) -> float | None:
     return last.get("cold") or last.get("warm")
 
 
+def _expected_time(times: dict, reference: dict, name: str) -> float:
+    """How long the notebook is expected to take: its last time here, else the reference machine's, else 0."""
+    return _last_time(times, name) or _last_time(reference, name) or 0.0
+
+
 def _status_line(running: dict, times: dict) -> str:
     """One line for the notebooks running in workers: name, cell, elapsed, last run's time."""
     parts = []
@@ -314,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="override one parameter for every notebook run")
     ap.add_argument("--jobs", type=int, default=1, metavar="N",
                     help="run N notebooks at once, each on its share of the cores (default 1)")
+    ap.add_argument("--record-reference", action="store_true",
+                    help="run nothing: write the profile's last run times (results/<profile>/run_times.json) to "
+                         "--reference and its .md table, the reference machine's budget")
+    ap.add_argument("--reference", default=str(REFERENCE_TIMES), metavar="JSON",
+                    help="the reference machine's run times: the order of notebooks with no time here yet")
     ap.add_argument("--gpus", default="auto", metavar="IDS",
                     help="with --jobs: give each running notebook its own GPU from IDS (e.g. 0,1), 'none', "
                          "or 'auto': $CUDA_VISIBLE_DEVICES, else every GPU found")
@@ -337,9 +349,21 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = Path(jobs[0][1]["results_dir"]) if jobs else out_dir
     times_path = results_dir / "run_times.json"
     times = load_times(times_path)
+    if args.record_reference:
+        return record_reference(times, times_path, Path(args.reference))
     if args.jobs == 1:
         return run_sequential(jobs, out_dir, results_dir, times, times_path)
-    return run_parallel(jobs, out_dir, results_dir, times, times_path, args.jobs, gpus)
+    return run_parallel(jobs, out_dir, results_dir, times, times_path, args.jobs, gpus, load_times(Path(args.reference)))
+
+
+def record_reference(times: dict, times_path: Path, reference: Path) -> int:
+    """Write the last run's times as the reference machine's (reference, and its table beside it as .md)."""
+    if not times:
+        print(f"error: no run times to record: {times_path} is missing; run the notebooks first", file=sys.stderr)
+        return 2
+    save_times(reference, times, reference.with_suffix(".md"))
+    print(f"recorded {times_path} as {reference} and {reference.with_suffix('.md').name}")
+    return 0
 
 
 def _record(times: dict, nb: Path, seconds: float, trained: bool, times_path: Path, out_dir: Path, label: str) -> None:
@@ -373,11 +397,12 @@ def run_sequential(jobs: list, out_dir: Path, results_dir: Path, times: dict, ti
 
 
 def run_parallel(jobs: list, out_dir: Path, results_dir: Path, times: dict, times_path: Path, n: int,
-                 gpus: list[str] | None = None) -> int:
+                 gpus: list[str] | None = None, reference: dict | None = None) -> int:
     """n notebooks at a time in worker processes, longest first, the 99_* ones after the rest; each running
     notebook on its own GPU when there are GPUs."""
     started, any_trained = time.perf_counter(), False
-    waves = [sorted([j for j in jobs if not j[0].stem.startswith("99_")], key=lambda j: -(_last_time(times, j[0].stem) or 0.0)),
+    waves = [sorted([j for j in jobs if not j[0].stem.startswith("99_")],
+                    key=lambda j: -_expected_time(times, reference or {}, j[0].stem)),
              [j for j in jobs if j[0].stem.startswith("99_")]]
     cores = max(1, cpu_count() // n)
     live = sys.stdout.isatty()

@@ -164,3 +164,16 @@ def test_a_worker_given_a_gpu_starts_its_kernel_with_only_that_one_visible(drive
     monkeypatch.delenv("SHIFTLAB_CORES", raising=False)        # both restored after the test
     driver.run_in_worker(ROOT / "notebooks" / "05_blurpool.ipynb", tmp_path / "x.ipynb", {}, tmp_path / "e.log", "x", 1, "1")
     assert seen["gpu"] == "1"
+
+
+def test_notebooks_with_no_time_here_are_ordered_by_the_reference_machines(driver, tmp_path):
+    """A fresh clone has no run times yet: the longest chapters by the committed reference times start first, and
+    --record-reference writes the last run's times (and their table) as the new reference."""
+    here = {"b": {"cold": 5.0}}
+    reference = {"a": {"cold": 100.0, "warm": 3.0}, "b": {"cold": 1.0}, "c": {"warm": 20.0}}
+    assert [driver._expected_time(here, reference, n) for n in "abcd"] == [100.0, 5.0, 20.0, 0.0]
+    times_path = tmp_path / "results" / "book" / "run_times.json"
+    assert driver.record_reference({}, times_path, tmp_path / "ref.json") == 2
+    driver.record_reference(reference, times_path, tmp_path / "ref.json")
+    assert json.loads((tmp_path / "ref.json").read_text()) == reference
+    assert "| a | 1:40 | 0:03 |" in (tmp_path / "ref.md").read_text()
