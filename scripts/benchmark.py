@@ -8,8 +8,8 @@
    compiled dense max (shiftlab.kernels).
 2. Training throughput (images/s) of each zoo architecture on one thread (as the zoo trains), its
    achieved GFLOP/s as a fraction of a 1024^2 matmul's on one thread in the same run, under bfloat16
-   autocast against float32, the compiled dense max against torch's max_pool2d, and the aggregate of one worker per core (how the zoo trains a
-   chapter's models) against one process using every core.
+   autocast against float32, the compiled dense max against torch's max_pool2d, and the aggregate of
+   one worker per core (how the zoo trains a chapter's models) against one process using every core.
 3. Shift evaluation (image.shifts/s) of the S x S output grid: the batched metric against a naive
    loop over images and shifts.
 4. Wall time of every notebook, cold and warm, from the last run's results/<profile>/run_times.json.

@@ -254,9 +254,13 @@ class ApsPool(nn.Module):
         self.stride, self.norm = stride, norm
         self.blur = BlurPool(channels, filt_size, 1, pad_mode) if filt_size > 1 else None
 
+    def _prefiltered(self, x: torch.Tensor) -> torch.Tensor:
+        """[Blur_m] x: the map whose polyphase components are compared and kept."""
+        return self.blur(x) if self.blur is not None else x
+
     def phase_norms(self, x: torch.Tensor) -> torch.Tensor:
         """||[Blur_m] x[..., i::s, j::s]||_p per image and phase i*s + j: (N, s²), float64."""
-        return _phase_norms(self.blur(x) if self.blur is not None else x, self.stride, self.norm)
+        return _phase_norms(self._prefiltered(x), self.stride, self.norm)
 
     def selected_phase(self, x: torch.Tensor) -> torch.Tensor:
         """argmax_(i, j) ||x[..., i::s, j::s]||_p per image, as the index i*s + j: (N,)."""
@@ -264,7 +268,7 @@ class ApsPool(nn.Module):
 
     def subsample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[Blur_m] x at each image's largest-norm phase, and that phase i*s + j: ((N, C, H/s, W/s), (N,))."""
-        z = self.blur(x) if self.blur is not None else x
+        z = self._prefiltered(x)
         phase = _phase_norms(z, self.stride, self.norm).argmax(1)
         return _at_phase(z, phase, self.stride), phase
 
@@ -273,7 +277,7 @@ class ApsPool(nn.Module):
         takes its main path's, so both branches keep the same sampling grid."""
         if phase is None:
             return self.subsample(x)[0]
-        return _at_phase(self.blur(x) if self.blur is not None else x, phase, self.stride)
+        return _at_phase(self._prefiltered(x), phase, self.stride)
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, norm={self.norm}"

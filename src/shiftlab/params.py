@@ -74,8 +74,7 @@ RULES: dict[str, Rule] = {
     "grid_step": _int_at_least(1),
     "stage_counts": _distinct_ints(1, 4, "numbers of stride-2 stages", "[1, 2, 3, 4]"),
     "n_seeds": _int_at_least(1),
-    "resnet18_seeds": Rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                           "an integer >= 0 (0: chapter 9's ResNet-18 section trains nothing)"),
+    "resnet18_seeds": _int_at_least(0),     # 0: chapter 9's ResNet-18 section trains nothing
     "n_sequences": _int_at_least(1),
     "n_frames": _int_at_least(2),
     "frac_steps": _int_at_least(2),
