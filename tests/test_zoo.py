@@ -120,3 +120,22 @@ def test_ensure_trains_the_models_nobody_else_is_training_first(tmp_path):
         assert worker.is_alive()                 # now waiting for the busy model's lock
     worker.join(120)
     assert not worker.is_alive() and busy_path.exists()
+
+
+def test_training_without_torchs_nan_fill_gives_the_same_weights(tmp_path, monkeypatch):
+    """seed_everything turns off torch's NaN-filling of new tensors: no op reads memory it has not written,
+    so the weights are those of a run with the filling on."""
+    fast, _ = zoo.get("maxblur5", cache_dir=tmp_path / "fast", progress=False, **SMALL)
+    assert torch.are_deterministic_algorithms_enabled() and not torch.utils.deterministic.fill_uninitialized_memory
+    real_seed = zoo.seed_everything
+
+    def seed_and_fill(seed):
+        real_seed(seed)
+        torch.utils.deterministic.fill_uninitialized_memory = True
+
+    monkeypatch.setattr(zoo, "seed_everything", seed_and_fill)
+    try:
+        filled, _ = zoo.get("maxblur5", cache_dir=tmp_path / "filled", progress=False, **SMALL)
+    finally:
+        torch.utils.deterministic.fill_uninitialized_memory = False
+    assert torch.equal(_weights(fast), _weights(filled))
