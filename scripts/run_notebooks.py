@@ -9,7 +9,8 @@ the site, and is timed. While it runs, one live line shows the cell, the elapsed
 previous run's time, and every model it trains is printed as it starts and finishes each epoch.
 The first failure stops the run with the notebook, the cell and the error, keeps the partial
 notebook for inspection, and leaves the chapter's last good page in place. Each notebook's time is
-kept in results/<profile>/run_times.json, as cold (it trained a model) or warm (it did not), with
+kept in results/<profile>/run_times.json, as cold (it trained a model or computed an evaluation) or warm
+(it read everything from the caches), with
 the wall time of the last whole run (every notebook), and written as the budget table
 <out>/run_times.md that book/reproducing.md shows.
 
@@ -42,6 +43,7 @@ from papermill.engines import NBClientEngine, papermill_engines
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from shiftlab.evalcache import EVAL_EVENT  # noqa: E402
 from shiftlab.params import ParameterError, load_profile, notebook_parameters, validate  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
 from shiftlab.runtime import CORES_ENV, EVENTS_ENV, cpu_count  # noqa: E402
@@ -177,7 +179,7 @@ def _watch(label: str, events: Path, previous: float | None, done: threading.Eve
                 lines = f.read().splitlines()
                 offset = f.tell()
             for line in lines:
-                if not line.startswith(f"{USE_EVENT} "):      # the models it uses are logged, not shown
+                if not line.startswith((f"{USE_EVENT} ", f"{EVAL_EVENT} ")):   # logged, not shown
                     print(("\r\033[K" if live else "") + f"    {label}: {line}", flush=True)
         if live and not done.is_set():
             print(f"\r\033[K{label} cell {Progress.cell}/{Progress.cells}, "
@@ -188,7 +190,8 @@ def _watch(label: str, events: Path, previous: float | None, done: threading.Eve
 
 def run(nb: Path, out: Path, values: dict, events: Path, label: str, previous: float | None,
         live: bool = True) -> tuple[float, bool]:
-    """Execute one notebook into out; return its wall time in seconds and whether it trained a model.
+    """Execute one notebook into out; return its wall time in seconds and whether it ran cold (trained a model
+    or computed an evaluation).
     The new page replaces the old one only when the whole notebook ran, so a killed or failed run keeps
     the chapter's last good page and never leaves one that mixes old and new results."""
     start = time.perf_counter()
@@ -210,8 +213,12 @@ def run(nb: Path, out: Path, values: dict, events: Path, label: str, previous: f
         os.environ.pop(EVENTS_ENV, None)
     hide_injected(partial)
     os.replace(partial, out)
-    trained = any(line.startswith("train ") for line in events.read_text().splitlines())
-    return time.perf_counter() - start, trained
+    return time.perf_counter() - start, ran_cold(events.read_text())
+
+
+def ran_cold(events: str) -> bool:
+    """Whether a notebook's event log shows it computing: a model trained or an evaluation not read from the cache."""
+    return any(line.startswith(("train ", f"{EVAL_EVENT} ")) for line in events.splitlines())
 
 
 def run_in_worker(nb: Path, out: Path, values: dict, events: Path, label: str, cores: int,
@@ -286,12 +293,16 @@ def load_times(path: Path) -> dict:
 def save_times(path: Path, times: dict, table: Path) -> None:
     """Write the run times JSON and the budget table (markdown) that book/reproducing.md includes."""
     atomic_write_bytes(path, (json.dumps(times, indent=2, sort_keys=True) + "\n").encode())
-    rows = ["| chapter | cold: trains its models (min:s) | warm: models cached (min:s) |", "| --- | --- | --- |"]
+    rows = ["| chapter | cold: trains and evaluates (min:s) | warm: all cached (min:s) |", "| --- | --- | --- |"]
     total = {"cold": 0.0, "warm": 0.0}
     for name in sorted(k for k in times if k != RUNS):
         cells = []
         for kind in ("cold", "warm"):
             seconds = times[name].get(kind)
+            if kind == "cold" and seconds is None and "warm" in times[name]:   # nothing of its own to compute
+                total[kind] += times[name]["warm"]
+                cells.append("as warm")
+                continue
             total[kind] += seconds or 0.0
             cells.append(_clock(seconds) if seconds is not None else "not run yet")
         rows.append(f"| {name} | {cells[0]} | {cells[1]} |")
@@ -304,10 +315,10 @@ def save_times(path: Path, times: dict, table: Path) -> None:
     atomic_write_bytes(table, ("\n".join(rows) + "\n").encode())
 
 
-def _record_run(times: dict, seconds: float, n: int, jobs: int, trained: bool, times_path: Path, out_dir: Path) -> None:
-    """Keep a whole run's wall time (cold if any notebook trained a model), when it ran every notebook."""
+def _record_run(times: dict, seconds: float, n: int, jobs: int, cold: bool, times_path: Path, out_dir: Path) -> None:
+    """Keep a whole run's wall time (cold if any notebook ran cold), when it ran every notebook."""
     if n == len(discover(None)):
-        times.setdefault(RUNS, {})["cold" if trained else "warm"] = {"seconds": round(seconds, 1), "notebooks": n, "jobs": jobs}
+        times.setdefault(RUNS, {})["cold" if cold else "warm"] = {"seconds": round(seconds, 1), "notebooks": n, "jobs": jobs}
         save_times(times_path, times, out_dir / "run_times.md")
 
 
@@ -366,10 +377,11 @@ def record_reference(times: dict, times_path: Path, reference: Path) -> int:
     return 0
 
 
-def _record(times: dict, nb: Path, seconds: float, trained: bool, times_path: Path, out_dir: Path, label: str) -> None:
-    times.setdefault(nb.stem, {})["cold" if trained else "warm"] = round(seconds, 1)
+def _record(times: dict, nb: Path, seconds: float, cold: bool, times_path: Path, out_dir: Path, label: str) -> None:
+    times.setdefault(nb.stem, {})["cold" if cold else "warm"] = round(seconds, 1)
     save_times(times_path, times, out_dir / "run_times.md")
-    print(f"{label} done in {seconds:.1f} s ({'trained models' if trained else 'all models cached'})", flush=True)
+    print(f"{label} done in {seconds:.1f} s ({'cold: trained models or evaluated' if cold else 'warm: all cached'})",
+          flush=True)
 
 
 def _failed(nb: Path, out: Path, err: pm.PapermillExecutionError) -> int:
@@ -380,18 +392,18 @@ def _failed(nb: Path, out: Path, err: pm.PapermillExecutionError) -> int:
 
 def run_sequential(jobs: list, out_dir: Path, results_dir: Path, times: dict, times_path: Path) -> int:
     """One notebook after the other, in this process, with a live line for each."""
-    started, any_trained = time.perf_counter(), False
+    started, any_cold = time.perf_counter(), False
     for nb, values in jobs:
         out, label = out_dir / nb.name, f"[{values['profile']}] {nb.stem}"
         print(f"{label} ...", flush=True)
         try:
-            seconds, trained = run(nb, out, values, results_dir / "events.log", label, _last_time(times, nb.stem))
+            seconds, cold = run(nb, out, values, results_dir / "events.log", label, _last_time(times, nb.stem))
         except pm.PapermillExecutionError as err:
             return _failed(nb, out, err)
-        any_trained |= trained
-        _record(times, nb, seconds, trained, times_path, out_dir, label)
+        any_cold |= cold
+        _record(times, nb, seconds, cold, times_path, out_dir, label)
     wall = time.perf_counter() - started
-    _record_run(times, wall, len(jobs), 1, any_trained, times_path, out_dir)
+    _record_run(times, wall, len(jobs), 1, any_cold, times_path, out_dir)
     print(f"all {len(jobs)} notebook(s) done in {wall:.1f} s")
     return 0
 
@@ -400,7 +412,7 @@ def run_parallel(jobs: list, out_dir: Path, results_dir: Path, times: dict, time
                  gpus: list[str] | None = None, reference: dict | None = None) -> int:
     """n notebooks at a time in worker processes, longest first, the 99_* ones after the rest; each running
     notebook on its own GPU when there are GPUs."""
-    started, any_trained = time.perf_counter(), False
+    started, any_cold = time.perf_counter(), False
     waves = [sorted([j for j in jobs if not j[0].stem.startswith("99_")],
                     key=lambda j: -_expected_time(times, reference or {}, j[0].stem)),
              [j for j in jobs if j[0].stem.startswith("99_")]]
@@ -427,19 +439,19 @@ def run_parallel(jobs: list, out_dir: Path, results_dir: Path, times: dict, time
                     running.pop(nb)
                     free.append(slot)
                     try:
-                        seconds, trained = future.result()
+                        seconds, cold = future.result()
                     except pm.PapermillExecutionError as err:
                         for other in futures:
                             other.cancel()
                         print("\r\033[K" if live else "", end="")
                         return _failed(nb, out_dir / nb.name, err)
                     print("\r\033[K" if live else "", end="")
-                    any_trained |= trained
-                    _record(times, nb, seconds, trained, times_path, out_dir, label)
+                    any_cold |= cold
+                    _record(times, nb, seconds, cold, times_path, out_dir, label)
                 if live and running:
                     print(f"\r\033[K{_status_line(running, times)}"[:200], end="", flush=True)
     wall = time.perf_counter() - started
-    _record_run(times, wall, len(jobs), n, any_trained, times_path, out_dir)
+    _record_run(times, wall, len(jobs), n, any_cold, times_path, out_dir)
     print(f"all {len(jobs)} notebook(s) done in {wall:.1f} s")
     return 0
 

@@ -43,3 +43,11 @@ def test_damaged_result_is_recomputed_with_a_warning(tmp_path):
         again = evalcache.cached(tmp_path, INFO, "acc", {}, compute)
     assert len(calls) == 2 and torch.equal(again, torch.ones(3))
     assert [p.name for p in (tmp_path / "eval").iterdir()] == [path.name]
+
+
+def test_other_weights_under_the_same_configuration_are_measured_again(tmp_path):
+    compute, calls = _counting(1.0)
+    evalcache.cached(tmp_path, {**INFO, "weights": "a" * 64}, "acc", {"n": 3}, compute)
+    evalcache.cached(tmp_path, {**INFO, "weights": "a" * 64}, "acc", {"n": 3}, compute)
+    evalcache.cached(tmp_path, {**INFO, "weights": "b" * 64}, "acc", {"n": 3}, compute)
+    assert len(calls) == 2

@@ -1,4 +1,6 @@
 """The model cache: trained once, reused, and never loaded when truncated, corrupt or foreign."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -139,3 +141,12 @@ def test_training_without_torchs_nan_fill_gives_the_same_weights(tmp_path, monke
     finally:
         torch.utils.deterministic.fill_uninitialized_memory = False
     assert torch.equal(_weights(fast), _weights(filled))
+
+
+def test_info_names_the_weights_so_replaced_weights_are_a_new_model(tmp_path):
+    _, info = zoo.get("baseline", cache_dir=tmp_path, progress=False, **SMALL)
+    assert info["weights"] == torch.load(info["path"], weights_only=True)["sha256"]
+    other, _ = zoo.get("baseline", cache_dir=tmp_path / "other", progress=False, **{**SMALL, "seed": 1})
+    zoo.save_checkpoint(Path(info["path"]), other, info["config"], info["history"])   # same configuration, other weights
+    _, again = zoo.get("baseline", cache_dir=tmp_path, progress=False, **SMALL)
+    assert again["key"] == info["key"] and again["weights"] != info["weights"]

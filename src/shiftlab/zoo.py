@@ -23,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from tqdm import tqdm
@@ -223,7 +224,15 @@ def save_checkpoint(path: Path, model: VGGLike, config: dict, history: list[dict
     atomic_write_bytes(path, out.getvalue())
 
 
-def load_checkpoint(path: Path, config: dict) -> tuple[VGGLike, list[dict]]:
+class Checkpoint(NamedTuple):
+    """A cached model (in eval mode), its training history, and the SHA-256 of its weights."""
+
+    model: VGGLike
+    history: list[dict]
+    sha256: str
+
+
+def load_checkpoint(path: Path, config: dict) -> Checkpoint:
     """Load a checkpoint, checking it is whole, uncorrupted and made for exactly this config."""
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -236,7 +245,7 @@ def load_checkpoint(path: Path, config: dict) -> tuple[VGGLike, list[dict]]:
         raise CacheError(f"{path} was written for another configuration or library version")
     model = build(ModelConfig(**config["model"]))
     model.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
-    return model.eval(), blob["history"]
+    return Checkpoint(model.eval(), blob["history"], digest)
 
 
 def model_path(cache_dir: str | Path, config: dict) -> Path:
@@ -244,8 +253,8 @@ def model_path(cache_dir: str | Path, config: dict) -> Path:
     return Path(cache_dir) / f"{config['name']}-{cache_key(config)}.pt"
 
 
-def _cached(path: Path, config: dict) -> tuple[VGGLike, list[dict]] | None:
-    """The cached model and history, or None (with a warning when a file exists but is unusable)."""
+def _cached(path: Path, config: dict) -> Checkpoint | None:
+    """The cached checkpoint, or None (with a warning when a file exists but is unusable)."""
     if not path.exists():
         return None
     try:
@@ -357,7 +366,7 @@ def get(name: str, *, n_train: int, epochs: int, seed: int = 0, cache_dir: str |
         device: torch.device | str = "cpu", progress: bool = True, **scale) -> tuple[VGGLike, dict]:
     """The trained zoo model `name` for this size and seed (and ``scale``: dataset, width_factor, convs_per_stage):
     loaded from cache, else trained and cached. Returns (model in eval mode on device, info with config, key,
-    history, cache path and whether it was cached)."""
+    history, the weights' SHA-256, cache path and whether it was cached)."""
     config = full_config(name, n_train, epochs, seed, **scale)
     path = model_path(cache_dir, config)
     report(f"{USE_EVENT} {name} seed {seed}")
@@ -366,9 +375,9 @@ def get(name: str, *, n_train: int, epochs: int, seed: int = 0, cache_dir: str |
     if not cached:
         _train_to_cache(config, str(path), str(device), progress)
         found = load_checkpoint(path, config)
-    model, history = found
-    return model.to(device, memory_format=torch.channels_last).eval(), {"config": config, "key": cache_key(config), "history": history,
-                                     "path": str(path), "cached": cached}
+    info = {"config": config, "key": cache_key(config), "history": found.history, "weights": found.sha256,
+            "path": str(path), "cached": cached}
+    return found.model.to(device, memory_format=torch.channels_last).eval(), info
 
 
 def profile_scale(cfg) -> dict:
