@@ -47,7 +47,7 @@ from shiftlab.evalcache import EVAL_EVENT  # noqa: E402
 from shiftlab.params import ParameterError, load_profile, notebook_parameters, validate  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
 from shiftlab.runtime import CORES_ENV, EVENTS_ENV, cpu_count  # noqa: E402
-from shiftlab.zoo import USE_EVENT  # noqa: E402
+from shiftlab.zoo import TRAIN_EVENT, USE_EVENT  # noqa: E402
 
 KERNEL = "shiftlab"
 REFERENCE_TIMES = ROOT / "book" / "reference_times.json"   # the reference machine's run times (--record-reference)
@@ -218,7 +218,7 @@ def run(nb: Path, out: Path, values: dict, events: Path, label: str, previous: f
 
 def ran_cold(events: str) -> bool:
     """Whether a notebook's event log shows it computing: a model trained or an evaluation not read from the cache."""
-    return any(line.startswith(("train ", f"{EVAL_EVENT} ")) for line in events.splitlines())
+    return any(line.startswith((f"{TRAIN_EVENT} ", f"{EVAL_EVENT} ")) for line in events.splitlines())
 
 
 def run_in_worker(nb: Path, out: Path, values: dict, events: Path, label: str, cores: int,

@@ -180,22 +180,20 @@ def test_notebooks_with_no_time_here_are_ordered_by_the_reference_machines(drive
     assert "| a | 1:40 | 0:03 |" in table and "| c | as warm | 0:20 |" in table and "**2:01** | **0:23**" in table
 
 
-def test_a_notebook_is_cold_when_it_trains_or_evaluates_and_warm_when_it_only_reads_caches(driver, tmp_path):
+def test_a_notebook_is_cold_when_it_trains_or_evaluates_and_warm_when_it_only_reads_caches(driver, tmp_path,
+                                                                                          monkeypatch):
     """Chapter 8 trains no model of its own but computes its evaluations on a first run: that run is cold."""
     from shiftlab import evalcache, runtime
 
     events = tmp_path / "events.log"
     events.write_text("")
+    monkeypatch.setenv(runtime.EVENTS_ENV, str(events))
     info = {"key": "0123456789abcdef", "weights": "a" * 64}
-    try:
-        runtime.os.environ[runtime.EVENTS_ENV] = str(events)
-        evalcache.cached(tmp_path, info, "acc", {}, lambda: 1.0)
-        first = events.read_text()
-        events.write_text("")
-        evalcache.cached(tmp_path, info, "acc", {}, lambda: 1.0)
-        second = events.read_text()
-    finally:
-        runtime.os.environ.pop(runtime.EVENTS_ENV, None)
+    evalcache.cached(tmp_path, info, "acc", {}, lambda: 1.0)
+    first = events.read_text()
+    events.write_text("")
+    evalcache.cached(tmp_path, info, "acc", {}, lambda: 1.0)
+    second = events.read_text()
     assert driver.ran_cold(first) and not driver.ran_cold(second)
     assert driver.ran_cold("use baseline seed 0\ntrain baseline seed 0: 4 epochs x 60000 images\n")
     assert not driver.ran_cold("use baseline seed 0\n")

@@ -4,9 +4,9 @@
 A result lives at ``<cache_dir>/eval/<measurement>-<key>.pt``, key = SHA-256 of the canonical JSON of
 the models' cache keys with their weights' SHA-256 (so a model file replaced by other weights under the
 same configuration, say copied from another machine, is measured again), the measurement's name, its
-protocol (shift kind, offsets, data slice, seed, ...) and the library version. Results are tensors, numbers, strings, and lists or dicts of them
-(what ``torch.load(weights_only=True)`` reads back); they are written to a temporary file and renamed,
-and an unreadable or foreign file is recomputed with a warning.
+protocol (shift kind, offsets, data slice, seed, ...) and the library version. Results are tensors,
+numbers, strings, and lists or dicts of them (what ``torch.load(weights_only=True)`` reads back); they are
+written to a temporary file and renamed, and an unreadable or foreign file is recomputed with a warning.
 """
 from __future__ import annotations
 

@@ -167,6 +167,7 @@ class CacheError(RuntimeError):
 
 
 USE_EVENT = "use"    # the events-log line of every model a chapter uses (not shown live; scripts/paper_estimate.py)
+TRAIN_EVENT = "train"   # the events-log lines of a model being trained (shown live; a chapter that trains runs cold)
 SCALABLE_ARCHS = ("vgg", "resnet", "resnet18", "stn")   # C8's widths count regular fields of 8 channels each: not scaled
 
 
@@ -306,9 +307,9 @@ def _train_to_cache(config: dict, path: str, device: str = "cpu", progress: bool
             seed_everything(tcfg.seed)
             model = build(ModelConfig(**config["model"]))
             label = f"{config['name']} seed {tcfg.seed}"
-            report(f"train {label}: {tcfg.epochs} epochs x {len(x)} images")
+            report(f"{TRAIN_EVENT} {label}: {tcfg.epochs} epochs x {len(x)} images")
             history = train(model, x, split.labels, tcfg, device=device, progress=progress, desc=label,
-                            on_epoch=lambda h: report(f"train {label}: epoch {h['epoch']}/{tcfg.epochs} "
+                            on_epoch=lambda h: report(f"{TRAIN_EVENT} {label}: epoch {h['epoch']}/{tcfg.epochs} "
                                                       f"in {h['seconds']:.0f} s, train acc {h['train_acc']:.3f}"))
             save_checkpoint(Path(path), model.cpu(), config, history)
             return sum(h["seconds"] for h in history)
