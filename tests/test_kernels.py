@@ -1,4 +1,8 @@
-"""The compiled dense max (Max_{2,1}) equals torch's max_pool2d(x, 2, 1): values, ties, NaN and gradients."""
+"""The compiled kernels equal torch's ops: the dense max (Max_{2,1}) is max_pool2d(x, 2, 1) (values, ties, NaN and
+gradients); the fused ReLU . BN [. MaxPool_{2,2}] is BatchNorm2d, ReLU and max_pool2d in training mode (outputs,
+gradients and running statistics)."""
+import contextlib
+import copy
 import shutil
 
 import pytest
@@ -75,7 +79,7 @@ def test_a_failed_build_warns_and_falls_back(fresh):
         raise RuntimeError("Ninja is required to load C++ extensions")
     fresh.setenv(kernels.KERNELS_ENV, "on")
     fresh.setattr("torch.utils.cpp_extension.load", no_compiler)
-    with pytest.warns(UserWarning, match="could not be built .*Ninja is required.*same values, slower"):
+    with pytest.warns(UserWarning, match="could not be built .*Ninja is required.*the same function, slower"):
         assert not kernels.compiled()
     x = torch.rand(2, 3, 5, 5)
     assert torch.equal(kernels.dense_max(x), F.max_pool2d(x, 2, 1))
@@ -85,3 +89,88 @@ def test_a_bad_kernels_setting_names_the_valid_ones(fresh):
     fresh.setenv(kernels.KERNELS_ENV, "yes")
     with pytest.raises(ValueError, match="valid: on, off"):
         kernels.compiled()
+
+
+def _bn_case(shape, dtype, seed=0):
+    """A conv-like map with ties after the ReLU (rounded values) and a BatchNorm with weights of both signs."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(shape, generator=g) * 2 + 0.5).mul(4).round().div(4).to(dtype)
+    bn = torch.nn.BatchNorm2d(shape[1])
+    with torch.no_grad():
+        bn.weight.uniform_(-1.5, 1.5, generator=g)
+        bn.bias.uniform_(-0.5, 0.5, generator=g)
+    return x.contiguous(memory_format=torch.channels_last), bn
+
+
+def _run(x, bn, pool, grad_seed=1):
+    """bn_relu's output, the gradients of a random projection of it, and bn's running statistics after it."""
+    x = x.clone().requires_grad_()
+    y = kernels.bn_relu(x, bn, pool)
+    weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(grad_seed)).to(y.dtype)
+    grads = torch.autograd.grad((y * weights).sum(), [x, bn.weight, bn.bias])
+    return y, grads, (bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)])
+@pytest.mark.parametrize("shape", [(8, 16, 12, 12), (4, 7, 6, 10), (6, 64, 4, 4)])
+@pytest.mark.parametrize("pool", [False, True])
+def test_fused_bn_relu_is_torchs_batchnorm_relu_and_maxpool(fresh, dtype, tol, shape, pool):
+    x, bn = _bn_case(shape, dtype)
+    reference = copy.deepcopy(bn)
+    ours = _run(x, bn.train(), pool)
+    with kernels.torch_ops_only():
+        torchs = _run(x, reference.train(), pool)
+    y, grads, stats = ours
+    assert y.dtype == dtype and y.shape == torchs[0].shape and y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(y.float(), torchs[0].float(), rtol=tol, atol=tol)
+    for got, want in zip(grads, torchs[1]):
+        assert got.dtype == want.dtype and torch.allclose(got.float(), want.float(), rtol=tol, atol=tol * 10)
+    for got, want in zip(stats, torchs[2]):
+        assert torch.allclose(got.float(), want.float(), rtol=1e-5, atol=1e-6)
+
+
+@needs_compiler
+def test_fused_bn_relu_gives_the_same_numbers_for_any_thread_count():
+    x, bn = _bn_case((16, 32, 8, 8), torch.float32)
+    runs = []
+    for threads in (1, 2):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            y, grads, _ = _run(x, copy.deepcopy(bn).train(), True)
+        finally:
+            torch.set_num_threads(before)
+        runs.append((y, *grads))
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_bn_relu_is_torchs_ops_in_eval_mode_and_where_the_kernel_does_not_apply():
+    x, bn = _bn_case((4, 6, 5, 7), torch.float32)   # odd height and width: the pooled kernel does not apply
+    bn.train()
+    pooled = kernels.bn_relu(x, copy.deepcopy(bn), pool=True)
+    assert torch.equal(pooled, F.max_pool2d(F.relu(torch.nn.BatchNorm2d.forward(copy.deepcopy(bn), x)), 2))
+    bn.eval()
+    assert torch.equal(kernels.bn_relu(x, bn), F.relu(torch.nn.BatchNorm2d.forward(bn, x)))
+
+
+@needs_compiler
+@pytest.mark.parametrize("downsample", ["max", "maxblur", "maxaps", "strided"])
+def test_a_network_computes_the_same_function_and_gradients_with_the_fused_layers(downsample):
+    from shiftlab import models
+    torch.manual_seed(0)
+    net = models.build(models.ModelConfig(arch="resnet" if downsample == "strided" else "vgg", downsample=downsample,
+                                          padding="circular")).train()
+    start = copy.deepcopy(net.state_dict())
+    x = torch.randn(8, 1, 32, 32, generator=torch.Generator().manual_seed(3))
+    results = []
+    for torch_only in (False, True):
+        net.load_state_dict(start)
+        with kernels.torch_ops_only() if torch_only else contextlib.nullcontext():
+            y = net(x)
+            grads = torch.autograd.grad(y.square().sum(), list(net.parameters()))
+        results.append((y, grads, [t.clone() for t in net.state_dict().values()]))
+    (y1, g1, s1), (y2, g2, s2) = results
+    assert torch.allclose(y1, y2, atol=1e-5)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-4) for a, b in zip(g1, g2))
+    assert all(torch.allclose(a.float(), b.float(), atol=1e-6) for a, b in zip(s1, s2))

@@ -1,10 +1,16 @@
 """Compiled CPU kernels, built on first use by torch's C++ extension loader (needs a C++ compiler and ninja),
-with torch's own ops as the fallback: the same values, slower.
+with torch's own ops as the fallback: the same function, slower.
 
 dense_max is Max_{2,1}, the 2x2 max at stride 1 inside MaxBlurPool and APS: torch's max_pool2d(x, 2, 1) stores
 an int64 index per output and scatters its gradient; csrc/dense_max.cpp keeps one byte per output and gathers.
-Values and float32 gradients equal max_pool2d's bit for bit (tests/test_kernels.py). $SHIFTLAB_KERNELS=off uses
-torch's ops only.
+Values and float32 gradients equal max_pool2d's bit for bit (tests/test_kernels.py).
+
+bn_relu is ReLU . BN in training mode, optionally followed by MaxPool_{2,2}, as one op: torch runs three or four, each
+a pass over the map writing a full-size result (normalised map, ReLU, int64 pool indices, zero-filled gradients);
+csrc/bn_relu.cpp writes only the output and recomputes the ReLU mask and the pool's winners in the backward. The
+same function as torch's ops within float rounding (the statistics are summed in another order), tested.
+
+$SHIFTLAB_KERNELS=off uses torch's ops only.
 """
 from __future__ import annotations
 
@@ -19,9 +25,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 KERNELS_ENV = "SHIFTLAB_KERNELS"
-SOURCE = Path(__file__).with_name("csrc") / "dense_max.cpp"
+SOURCES = [Path(__file__).with_name("csrc") / name for name in ("dense_max.cpp", "bn_relu.cpp")]
 _torch_only = False
 
 
@@ -36,7 +43,8 @@ def _cpu_signature() -> str:
 
 def extension_name() -> str:
     """The extension's name: unique to its source, torch's version and this CPU, so no build is reused elsewhere."""
-    digest = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + _cpu_signature().encode())
+    sources = b"".join(path.read_bytes() for path in SOURCES)
+    digest = hashlib.sha256(sources + torch.__version__.encode() + _cpu_signature().encode())
     return f"shiftlab_kernels_{digest.hexdigest()[:12]}"
 
 
@@ -56,13 +64,13 @@ def compiled() -> bool:
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)   # "No CUDA runtime is found": irrelevant here
     try:
         from torch.utils.cpp_extension import load
-        load(name=extension_name(), sources=[str(SOURCE)], extra_cflags=["-O3", "-march=native"],
+        load(name=extension_name(), sources=[str(path) for path in SOURCES], extra_cflags=["-O3", "-march=native"],
              is_python_module=False, verbose=False)
         return True
     except Exception as err:   # no compiler, no ninja, a failed build: fall back, loudly
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         warnings.warn(f"shiftlab's CPU kernels could not be built ({type(err).__name__}: {first}); using torch's "
-                      f"max_pool2d instead (same values, slower). They need a C++ compiler and the ninja package; "
+                      f"ops instead (the same function, slower). They need a C++ compiler and the ninja package; "
                       f"set ${KERNELS_ENV}=off to skip them.", stacklevel=2)
         return False
 
@@ -82,7 +90,7 @@ class _DenseMax(torch.autograd.Function):
 
 @contextmanager
 def torch_ops_only():
-    """Within this block dense_max runs torch's max_pool2d (for side-by-side measurements)."""
+    """Within this block dense_max and bn_relu run torch's ops (for side-by-side measurements)."""
     global _torch_only
     before, _torch_only = _torch_only, True
     try:
@@ -97,3 +105,46 @@ def dense_max(x: torch.Tensor) -> torch.Tensor:
     if x.device.type == "cpu" and x.dim() == 4 and not _torch_only and compiled():
         return _DenseMax.apply(x)
     return F.max_pool2d(x, kernel_size=2, stride=1)
+
+
+class _BNReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float, pool: bool):
+        y, mean, var = torch.ops.shiftlab_kernels.bn_relu_forward(x, weight, bias, eps, pool)
+        ctx.save_for_backward(x, mean, var, weight, bias)
+        ctx.eps, ctx.pool = eps, pool
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor, _mean, _var):
+        x, mean, var, weight, bias = ctx.saved_tensors
+        dx, dw, db = torch.ops.shiftlab_kernels.bn_relu_backward(grad, x, mean, var, weight, bias, ctx.eps, ctx.pool)
+        return dx, dw, db, None, None
+
+
+def _fusable(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool) -> bool:
+    """Whether the compiled op computes bn_relu(x, bn, pool): batch statistics on a CPU float32 / bfloat16 map (even
+    height and width when pooled), the kernels built and not switched off."""
+    return (bn.training and bn.affine and bn.track_running_stats and x.device.type == "cpu" and x.dim() == 4
+            and x.dtype in (torch.float32, torch.bfloat16) and not (pool and (x.size(2) % 2 or x.size(3) % 2))
+            and not _torch_only and compiled())
+
+
+def _update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
+    """BatchNorm2d's running averages: r <- (1 - m) r + m * batch value, the variance unbiased (var * n / (n - 1))."""
+    with torch.no_grad():
+        bn.num_batches_tracked.add_(1)
+        momentum = bn.momentum if bn.momentum is not None else 1.0 / bn.num_batches_tracked.item()
+        bn.running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+        bn.running_var.mul_(1 - momentum).add_(var, alpha=momentum * count / (count - 1))
+
+
+def bn_relu(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool = False) -> torch.Tensor:
+    """ReLU(bn(x)), pooled: MaxPool_{2,2}(ReLU(bn(x))); in training on the CPU one compiled op, else torch's."""
+    if not _fusable(x, bn, pool):
+        y = F.relu(nn.BatchNorm2d.forward(bn, x))   # bn's own forward may be this function
+        return F.max_pool2d(y, 2) if pool else y
+    y, mean, var = _BNReLU.apply(x, bn.weight, bn.bias, bn.eps, pool)
+    _update_running_stats(bn, mean, var, x.numel() // x.size(1))
+    return y

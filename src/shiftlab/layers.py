@@ -28,8 +28,8 @@ def _check_pad_mode(pad_mode: str) -> str:
 
 
 class _CircularPad(torch.autograd.Function):
-    """Circular padding by concatenating edge slices (keeps channels-last memory, unlike F.pad), with a
-    backward that folds the padded border's gradient back onto the edges it copied."""
+    """Circular padding written into one new map in x's memory format (F.pad's circular mode returns contiguous
+    memory), with a backward that folds the padded border's gradient back onto the edges it copied."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, left: int, right: int, top: int, bottom: int) -> torch.Tensor:
@@ -37,23 +37,32 @@ class _CircularPad(torch.autograd.Function):
         h, w = x.shape[-2:]
         fmt = torch.channels_last if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
             memory_format=torch.channels_last) else torch.contiguous_format
-        if left or right:
-            x = torch.cat([x[..., w - left:w], x, x[..., :right]], -1)
-        if top or bottom:
-            x = torch.cat([x[..., h - top:h, :], x, x[..., :bottom, :]], -2)
-        return x.contiguous(memory_format=fmt)
+        out = torch.empty((*x.shape[:-2], h + top + bottom, w + left + right), dtype=x.dtype, device=x.device,
+                          memory_format=fmt)
+        out[..., top:top + h, left:left + w] = x
+        out[..., top:top + h, :left] = x[..., w - left:]
+        out[..., top:top + h, left + w:] = x[..., :right]
+        out[..., :top, :] = out[..., h:h + top, :]               # the last rows, already padded in width
+        out[..., top + h:, :] = out[..., top:top + bottom, :]    # the first rows
+        return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         left, right, top, bottom = ctx.pads
         h, w = grad.shape[-2] - top - bottom, grad.shape[-1] - left - right
-        gw = grad[..., left:left + w].clone()
-        gw[..., w - left:] += grad[..., :left]
-        gw[..., :right] += grad[..., left + w:]
-        gh = gw[..., top:top + h, :].clone()
-        gh[..., h - top:, :] += gw[..., :top, :]
-        gh[..., :bottom, :] += gw[..., top + h:, :]
-        return gh, None, None, None, None
+
+        def fold_columns(rows: torch.Tensor) -> torch.Tensor:
+            folded = rows[..., left:left + w].clone()
+            folded[..., w - left:] += rows[..., :left]
+            folded[..., :right] += rows[..., left + w:]
+            return folded
+
+        g = fold_columns(grad[..., top:top + h, :])
+        if top:
+            g[..., h - top:, :] += fold_columns(grad[..., :top, :])
+        if bottom:
+            g[..., :bottom, :] += fold_columns(grad[..., top + h:, :])
+        return g, None, None, None, None
 
 
 def circular_pad(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:

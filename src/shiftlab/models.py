@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import NORMALISATION
+from .kernels import bn_relu
 from .layers import FILTER_SIZES, ApsPool, BlurPool, Conv2d, ConvBlurPool, MaxApsPool, MaxBlurPool
 
 APS_KINDS = ("maxaps", "convaps")
@@ -98,6 +99,13 @@ def _check(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
+class BatchNormReLU(nn.BatchNorm2d):
+    """ReLU . BN (pooled: MaxPool_{2,2} . ReLU . BN), one compiled op in training (kernels.bn_relu)."""
+
+    def forward(self, x: torch.Tensor, pool: bool = False) -> torch.Tensor:
+        return bn_relu(x, self, pool)
+
+
 class ConvBNReLU(nn.Sequential):
     """ReLU . BN . Conv_{3, stride} (padded by 1 px with the padding mode, or not at all when 'valid')."""
 
@@ -105,9 +113,28 @@ class ConvBNReLU(nn.Sequential):
         valid = padding == NO_PADDING
         super().__init__(
             Conv2d(cin, cout, 3, stride=stride, padding=0 if valid else 1, padding_mode="zeros" if valid else padding, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
+            BatchNormReLU(cout),
         )
+
+    def forward(self, x: torch.Tensor, pool: bool = False) -> torch.Tensor:
+        """ReLU . BN . Conv(x); pooled: MaxPool_{2,2} of it."""
+        return self[1](self[0](x), pool=pool)
+
+
+def _is_max_2x2(layer: nn.Module) -> bool:
+    return (isinstance(layer, nn.MaxPool2d) and layer.kernel_size in (2, (2, 2)) and layer.stride in (2, (2, 2))
+            and layer.padding in (0, (0, 0)) and layer.dilation in (1, (1, 1)) and not layer.ceil_mode)
+
+
+def run_fused(body: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """body(x), with each ConvBNReLU followed by a 2x2 MaxPool run as one step (MaxPool . ReLU . BN fused)."""
+    layers = list(body)
+    i = 0
+    while i < len(layers):
+        pooled = isinstance(layers[i], ConvBNReLU) and i + 1 < len(layers) and _is_max_2x2(layers[i + 1])
+        x = layers[i](x, pool=True) if pooled else layers[i](x)
+        i += 2 if pooled else 1
+    return x
 
 
 def _blur_pad(padding: str) -> str:
@@ -189,7 +216,7 @@ class VGGLike(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Global average pooling and a linear layer, or (fc_input set) flattening and a fully connected layer."""
-        f = self.body(x)
+        f = run_fused(self.body, x)
         return self.head(f.flatten(1) if self.cfg.fc_input else f.mean(dim=(2, 3)))
 
 

@@ -56,6 +56,15 @@ void backward_row(const T* __restrict__ g_up, const T* __restrict__ g_down, cons
   }
 }
 
+// sets the one-pixel border of an (N, H+2, W+2, C) map to value (only the border: the inside is written after)
+void fill_border(at::Tensor& map, const at::Scalar& value) {
+  const int64_t H = map.size(1) - 2, W = map.size(2) - 2;
+  map.select(1, 0).fill_(value);
+  map.select(1, H + 1).fill_(value);
+  map.narrow(1, 1, H).select(2, 0).fill_(value);
+  map.narrow(1, 1, H).select(2, W + 1).fill_(value);
+}
+
 // x: (N, C, H+1, W+1). Returns y = max_pool2d(x, 2, 1), (N, C, H, W) channels-last, and the winners
 // (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right) as (N, H+2, W+2, C) bytes with a border of kNoWinner.
 std::tuple<at::Tensor, at::Tensor> dense_max_forward(const at::Tensor& x) {
@@ -64,7 +73,8 @@ std::tuple<at::Tensor, at::Tensor> dense_max_forward(const at::Tensor& x) {
   const auto src_map = x.contiguous(at::MemoryFormat::ChannelsLast);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2) - 1, W = x.size(3) - 1;
   auto y = at::empty({N, H, W, C}, x.options());
-  auto code = at::full({N, H + 2, W + 2, C}, kNoWinner, x.options().dtype(at::kByte));
+  auto code = at::empty({N, H + 2, W + 2, C}, x.options().dtype(at::kByte));
+  fill_border(code, kNoWinner);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "dense_max_forward", [&] {
     const scalar_t* src = src_map.const_data_ptr<scalar_t>();
     scalar_t* dst = y.data_ptr<scalar_t>();
@@ -88,7 +98,9 @@ at::Tensor dense_max_backward(const at::Tensor& grad, const at::Tensor& code) {
               "dense_max_backward: the gradient ", grad.sizes(), " does not match the winners ", code.sizes());
   const int64_t N = grad.size(0), C = grad.size(1), H = grad.size(2), W = grad.size(3);
   // the gradient with a zero border, (N, H+2, W+2, C), aligned with the winners
-  const auto g = at::constant_pad_nd(grad.permute({0, 2, 3, 1}), {0, 0, 1, 1, 1, 1}, 0).contiguous();
+  auto g = at::empty({N, H + 2, W + 2, C}, grad.options());
+  fill_border(g, 0);
+  g.narrow(1, 1, H).narrow(2, 1, W).copy_(grad.permute({0, 2, 3, 1}));
   const auto won_map = code.contiguous();
   auto gx = at::empty({N, H + 1, W + 1, C}, grad.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, grad.scalar_type(), "dense_max_backward", [&] {
