@@ -10,6 +10,11 @@ a pass over the map writing a full-size result (normalised map, ReLU, int64 pool
 csrc/bn_relu.cpp writes only the output and recomputes the ReLU mask and the pool's winners in the backward. The
 same function as torch's ops within float rounding (the statistics are summed in another order), tested.
 
+maxblur_circular is MaxBlurPool with circular padding, Subsample_s . Blur_m . Max_{2,1} on the wrapped map, one image
+at a time in cache-sized buffers (csrc/maxblur.cpp): the input read once, only the output and a byte per pixel
+written, instead of a float32 copy, a padded copy, the dense max and the blur convolution each passing over the map.
+The same function as the unfused layer within float rounding (the blur's sums run in another order), tested.
+
 $SHIFTLAB_KERNELS=off uses torch's ops only.
 """
 from __future__ import annotations
@@ -28,7 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 KERNELS_ENV = "SHIFTLAB_KERNELS"
-SOURCES = [Path(__file__).with_name("csrc") / name for name in ("dense_max.cpp", "bn_relu.cpp")]
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = [CSRC / name for name in ("dense_max.cpp", "bn_relu.cpp", "maxblur.cpp")]
 _torch_only = False
 
 
@@ -43,7 +49,7 @@ def _cpu_signature() -> str:
 
 def extension_name() -> str:
     """The extension's name: unique to its source, torch's version and this CPU, so no build is reused elsewhere."""
-    sources = b"".join(path.read_bytes() for path in SOURCES)
+    sources = b"".join(path.read_bytes() for path in sorted(CSRC.iterdir()) if path.suffix in (".cpp", ".h"))
     digest = hashlib.sha256(sources + torch.__version__.encode() + _cpu_signature().encode())
     return f"shiftlab_kernels_{digest.hexdigest()[:12]}"
 
@@ -148,3 +154,29 @@ def bn_relu(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool = False) -> torch.Te
     y, mean, var = _BNReLU.apply(x, bn.weight, bn.bias, bn.eps, pool)
     _update_running_stats(bn, mean, var, x.numel() // x.size(1))
     return y
+
+
+class _MaxBlurCircular(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, taps: torch.Tensor, stride: int) -> torch.Tensor:
+        y, winners = torch.ops.shiftlab_kernels.maxblur_forward(x, taps, stride)
+        ctx.save_for_backward(winners, taps)
+        ctx.stride, ctx.dtype = stride, x.dtype
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        winners, taps = ctx.saved_tensors
+        return torch.ops.shiftlab_kernels.maxblur_backward(grad, winners, taps, ctx.stride, ctx.dtype), None, None
+
+
+def fused_maxblur_applies(x: torch.Tensor) -> bool:
+    """Whether maxblur_circular runs the compiled op on x: a CPU float32 / bfloat16 (N, C, H, W) map, kernels built."""
+    return (x.device.type == "cpu" and x.dim() == 4 and x.dtype in (torch.float32, torch.bfloat16)
+            and not _torch_only and compiled())
+
+
+def maxblur_circular(x: torch.Tensor, taps: torch.Tensor, stride: int) -> torch.Tensor:
+    """Subsample_s . Blur_{a a^T} . Max_{2,1} with circular padding, in float32: y[i, j] = sum_{a, b} a_a a_b
+    max x[s i + a - lo + {0, 1}, s j + b - lo + {0, 1}] (indices mod H, W; lo = (m - 1) // 2), one compiled op."""
+    return _MaxBlurCircular.apply(x, taps, stride)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels import dense_max
+from .kernels import dense_max, fused_maxblur_applies, maxblur_circular
 from .runtime import in_fp32
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -150,6 +150,7 @@ class BlurPool(nn.Module):
         self.pad_mode = _check_pad_mode(pad_mode)
         kernel = binomial_filter_2d(filt_size)[None, None].repeat(channels, 1, 1, 1)
         self.register_buffer("kernel", kernel, persistent=False)
+        self.register_buffer("taps", binomial_filter(filt_size), persistent=False)
 
     @in_fp32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -177,13 +178,20 @@ class MaxBlurPool(nn.Sequential):
     """BlurPool_m . Max_{2,1}; with filt_size 1 it equals MaxPool(2, 2) exactly.
 
     With circular padding both pads fold into one: Max_{2,1}(pad_(lo, hi+1)(x)) = pad_(lo, hi)(Max_{2,1}(x)),
-    so the layer wraps the input once and runs max and blur unpadded (same output, one copy fewer)."""
+    so the layer runs max and blur on the wrapped input: one compiled op on the CPU (kernels.maxblur_circular),
+    else the input wrapped once and max and blur unpadded (same output, one copy fewer)."""
 
     def __init__(self, channels: int, filt_size: int = 3, stride: int = 2, pad_mode: str = "reflect"):
         super().__init__(DenseMax(pad_mode), BlurPool(channels, filt_size, stride, pad_mode))
 
-    @in_fp32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blur = self[1]
+        if blur.pad_mode == "circular" and blur.filt_size > 1 and fused_maxblur_applies(x):
+            return maxblur_circular(x, blur.taps, blur.stride)
+        return self._unfused(x)
+
+    @in_fp32
+    def _unfused(self, x: torch.Tensor) -> torch.Tensor:
         dense, blur = self[0], self[1]
         lo, hi = blur_pads(blur.filt_size)[:2]
         if blur.pad_mode != "circular" or blur.filt_size == 1 or min(x.shape[-2:]) <= hi:

@@ -21,30 +21,14 @@
 #include <cstring>
 #include <vector>
 
+#include "common.h"
+
 namespace {
 
-constexpr int64_t kChunk = 256;   // pixels per partial sum
+using shiftlab::Io;
+using shiftlab::dispatch;
 
-template <typename T> struct Io;
-template <> struct Io<float> {
-  using S = float;
-  static float load(float v) { return v; }
-  static float store(float f) { return f; }
-};
-template <> struct Io<c10::BFloat16> {
-  using S = uint16_t;
-  static float load(uint16_t h) {
-    const uint32_t u = static_cast<uint32_t>(h) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
-  static uint16_t store(float f) {   // round to nearest even (finite values, as in training)
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-  }
-};
+constexpr int64_t kChunk = 256;   // pixels per partial sum
 
 // The per-channel constants of one pass: x -> x * scale + shift is the normalised, affine map before the ReLU.
 struct Affine {
@@ -245,22 +229,6 @@ void pool_grad_input_row(const typename Io<T>::S* __restrict__ top, const typena
       dbottom[o + C + c] = Io<T>::store(ka[c] * g3 + kb[c] * x3 + kc[c]);
     }
   }
-}
-
-// ---- dispatch: K<T, CC>::run(args...) for the map's dtype and channel count ----
-template <template <typename, int64_t> class K, typename T, typename... A>
-void on_channels(int64_t C, A&&... args) {
-  if (C == 16) return K<T, 16>::run(args...);
-  if (C == 32) return K<T, 32>::run(args...);
-  if (C == 64) return K<T, 64>::run(args...);
-  return K<T, 0>::run(args...);
-}
-
-template <template <typename, int64_t> class K, typename... A>
-void dispatch(at::ScalarType dtype, int64_t C, A&&... args) {
-  if (dtype == at::kFloat) return on_channels<K, float>(C, args...);
-  if (dtype == at::kBFloat16) return on_channels<K, c10::BFloat16>(C, args...);
-  TORCH_CHECK(false, "bn_relu: float32 or bfloat16 maps only, got ", dtype);
 }
 
 void check_input(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool pool) {

@@ -1,0 +1,264 @@
+// MaxBlurPool with circular padding, Subsample_s . Blur_m . Max_{2,1} on a wrapped map, as one op per image:
+// forward and backward, on channels-last CPU maps.
+//
+// The layer (layers.MaxBlurPool) otherwise runs five ops, each a pass over the full-size map: a float32 copy of the
+// input, the circular pad, the dense max, the blur convolution and, in the backward, their gradients. Here one image
+// at a time is read once, its dense max, the blur's horizontal and vertical passes (separable: the 2-D binomial
+// filter is a a^T) stay in per-thread buffers that fit in the cache, and only the output (a quarter of the map, in
+// float32) and one byte per pixel (which of the four window pixels won the max) are written. The backward gathers
+// each input pixel's gradient from the (up to four) windows it won, as csrc/dense_max.cpp does.
+//
+// Index conventions: M[p, q] = max of x at rows p, p+1 and columns q, q+1 (mod H, W), the first of equal values
+// winning (NaN wins), code 0..3 = top-left, top-right, bottom-left, bottom-right; y[i, j] = sum_a sum_b a_a a_b
+// M[s i + a - lo, s j + b - lo] (mod H, W), lo = (m - 1) / 2. The same function as the unfused layer; the blur's
+// sums run in another order (tested within float rounding).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cstring>
+#include <vector>
+
+#include "common.h"
+
+namespace {
+
+using shiftlab::dispatch;
+using shiftlab::Io;
+
+// One axis of the blur: output k reads taps[t] at input index idx[k * m + t]; input p is read by the (output, tap)
+// pairs from[start[p] .. start[p + 1]) (for the backward, which gathers instead of scattering).
+struct Axis {
+  std::vector<int64_t> idx, start, from_out;
+  std::vector<float> from_tap;
+};
+
+Axis axis(int64_t n_in, int64_t n_out, int64_t stride, const std::vector<float>& taps) {
+  const int64_t m = taps.size(), lo = (m - 1) / 2;
+  Axis ax;
+  for (int64_t k = 0; k < n_out; ++k)
+    for (int64_t t = 0; t < m; ++t) ax.idx.push_back(((stride * k + t - lo) % n_in + n_in) % n_in);
+  ax.start.assign(n_in + 1, 0);
+  for (int64_t p = 0; p < n_in; ++p) {
+    for (int64_t k = 0; k < n_out; ++k)
+      for (int64_t t = 0; t < m; ++t)
+        if (ax.idx[k * m + t] == p) {
+          ax.from_out.push_back(k);
+          ax.from_tap.push_back(taps[t]);
+        }
+    ax.start[p + 1] = ax.from_out.size();
+  }
+  return ax;
+}
+
+
+struct Geometry {
+  int64_t N, C, H, W, Ho, Wo, m;
+  std::vector<float> taps;
+  Axis rows, cols;
+};
+
+Geometry geometry(int64_t N, int64_t C, int64_t H, int64_t W, const at::Tensor& taps, int64_t stride) {
+  TORCH_CHECK(taps.dim() == 1 && taps.numel() >= 1, "maxblur: the taps must be a 1-D tensor, got ", taps.sizes());
+  TORCH_CHECK(stride >= 1 && H >= 1 && W >= 1, "maxblur: stride ", stride, " on a ", H, "x", W, " map");
+  const auto t = taps.to(at::kFloat).contiguous();
+  std::vector<float> a(t.const_data_ptr<float>(), t.const_data_ptr<float>() + t.numel());
+  const int64_t Ho = (H + stride - 1) / stride, Wo = (W + stride - 1) / stride;
+  return {N, C, H, W, Ho, Wo, t.numel(), a, axis(H, Ho, stride, a), axis(W, Wo, stride, a)};
+}
+
+// 16 floats, 16 int32 lanes, 16 bytes: GCC's vector extensions, one AVX-512 register (two AVX2 ones) each; the
+// loops below use them where the channel count is a multiple of 16, as in every network here
+typedef float F16 __attribute__((vector_size(64)));
+typedef int32_t I16 __attribute__((vector_size(64)));
+typedef uint8_t B16 __attribute__((vector_size(16)));
+
+template <typename V>
+inline V load(const void* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+// out[c] = sum_k w[k] in[step * at[k] + c] over a pixel's channels, summed in registers
+template <int64_t CC>
+inline void gather(float* __restrict__ out, const float* __restrict__ in, const int64_t* at, const float* w, int64_t n,
+                   int64_t step, int64_t C_) {
+  if constexpr (CC > 0 && CC % 16 == 0) {
+    for (int64_t c = 0; c < CC; c += 16) {
+      F16 acc = {};
+      for (int64_t k = 0; k < n; ++k) acc += w[k] * load<F16>(in + step * at[k] + c);
+      std::memcpy(out + c, &acc, sizeof(F16));
+    }
+  } else {
+    for (int64_t c = 0; c < C_; ++c) out[c] = 0.f;
+    for (int64_t k = 0; k < n; ++k)
+      for (int64_t c = 0; c < C_; ++c) out[c] += w[k] * in[step * at[k] + c];
+  }
+}
+
+// one pixel's gradient: the sum of the gradients g of the windows at offsets w3, w2, w1, w0 whose winner code k is
+// 3, 2, 1, 0 (the pixel is their bottom-right, bottom-left, top-right, top-left)
+template <int64_t CC>
+inline void won_gradient(float* __restrict__ out, const float* __restrict__ g, const uint8_t* __restrict__ k,
+                         int64_t w3, int64_t w2, int64_t w1, int64_t w0, int64_t C_) {
+  if constexpr (CC > 0 && CC % 16 == 0) {
+    for (int64_t c = 0; c < CC; c += 16) {
+      auto part = [&](int64_t w, int32_t code) {
+        const I16 won = __builtin_convertvector(load<B16>(k + w + c), I16) == code;
+        return reinterpret_cast<F16>(reinterpret_cast<I16>(load<F16>(g + w + c)) & won);
+      };
+      F16 acc = {};
+      acc += part(w3, 3);
+      acc += part(w2, 2);
+      acc += part(w1, 1);
+      acc += part(w0, 0);
+      std::memcpy(out + c, &acc, sizeof(F16));
+    }
+  } else {
+    for (int64_t c = 0; c < C_; ++c) {
+      float acc = 0.f;
+      acc += k[w3 + c] == 3 ? g[w3 + c] : 0.f;
+      acc += k[w2 + c] == 2 ? g[w2 + c] : 0.f;
+      acc += k[w1 + c] == 1 ? g[w1 + c] : 0.f;
+      acc += k[w0 + c] == 0 ? g[w0 + c] : 0.f;
+      out[c] = acc;
+    }
+  }
+}
+
+template <typename T, int64_t CC>
+struct Forward {
+  static void run(const at::Tensor& xs, const Geometry& g, at::Tensor& y, at::Tensor& code) {
+    using S = typename Io<T>::S;
+    const int64_t H = g.H, W = g.W, C = CC > 0 ? CC : g.C, Ho = g.Ho, Wo = g.Wo, m = g.m;
+    const S* src = reinterpret_cast<const S*>(xs.const_data_ptr());
+    float* dst = y.data_ptr<float>();
+    uint8_t* won = code.data_ptr<uint8_t>();
+    at::parallel_for(0, g.N, 1, [&](int64_t n0, int64_t n1) {
+      auto buffers = at::empty({H * W * C + H * Wo * C}, y.options());   // the dense max, its horizontal blur
+      float* M = buffers.data_ptr<float>();
+      float* across = M + H * W * C;
+      for (int64_t n = n0; n < n1; ++n) {
+        const S* x = src + n * H * W * C;
+        uint8_t* k = won + n * H * W * C;
+        for (int64_t p = 0; p < H; ++p) {
+          const S* top = x + p * W * C;
+          const S* bottom = x + (p + 1 == H ? 0 : p + 1) * W * C;
+          for (int64_t q = 0; q < W; ++q) {
+            const int64_t q0 = q * C, q1 = (q + 1 == W ? 0 : q + 1) * C, o = (p * W + q) * C;
+#pragma GCC ivdep
+            for (int64_t c = 0; c < C; ++c) {
+              const float v0 = Io<T>::load(top[q0 + c]), v1 = Io<T>::load(top[q1 + c]);
+              const float v2 = Io<T>::load(bottom[q0 + c]), v3 = Io<T>::load(bottom[q1 + c]);
+              float best = v0;
+              uint8_t w = 0;
+              const bool b1 = (v1 > best) | (v1 != v1);
+              best = b1 ? v1 : best;
+              w = b1 ? 1 : w;
+              const bool b2 = (v2 > best) | (v2 != v2);
+              best = b2 ? v2 : best;
+              w = b2 ? 2 : w;
+              const bool b3 = (v3 > best) | (v3 != v3);
+              best = b3 ? v3 : best;
+              w = b3 ? 3 : w;
+              M[o + c] = best;
+              k[o + c] = w;
+            }
+          }
+        }
+        for (int64_t p = 0; p < H; ++p)
+          for (int64_t j = 0; j < Wo; ++j)
+            gather<CC>(across + (p * Wo + j) * C, M + p * W * C, &g.cols.idx[j * m], g.taps.data(), m, C, C);
+        float* out = dst + n * Ho * Wo * C;
+        for (int64_t i = 0; i < Ho; ++i)
+          for (int64_t j = 0; j < Wo; ++j)
+            gather<CC>(out + (i * Wo + j) * C, across + j * C, &g.rows.idx[i * m], g.taps.data(), m, Wo * C, C);
+      }
+    });
+  }
+};
+
+template <typename T, int64_t CC>
+struct Backward {
+  static void run(const at::Tensor& gs, const at::Tensor& code, const Geometry& g, at::Tensor& gx) {
+    using S = typename Io<T>::S;
+    const int64_t H = g.H, W = g.W, C = CC > 0 ? CC : g.C, Ho = g.Ho, Wo = g.Wo;
+    const float* grad = gs.const_data_ptr<float>();
+    const uint8_t* won = code.const_data_ptr<uint8_t>();
+    S* dst = reinterpret_cast<S*>(gx.data_ptr());
+    const Axis &rows = g.rows, &cols = g.cols;
+    at::parallel_for(0, g.N, 1, [&](int64_t n0, int64_t n1) {
+      // the gradients of the two blur passes, and of one pixel
+      auto buffers = at::empty({H * Wo * C + H * W * C + C}, gs.options());
+      float* gT = buffers.data_ptr<float>();
+      float* gM = gT + H * Wo * C;
+      float* pixel = gM + H * W * C;
+      for (int64_t n = n0; n < n1; ++n) {
+        const float* gy = grad + n * Ho * Wo * C;
+        for (int64_t p = 0; p < H; ++p) {
+          const int64_t r = rows.start[p], len = rows.start[p + 1] - r;
+          for (int64_t j = 0; j < Wo; ++j)
+            gather<CC>(gT + (p * Wo + j) * C, gy + j * C, &rows.from_out[r], &rows.from_tap[r], len, Wo * C, C);
+        }
+        for (int64_t p = 0; p < H; ++p)
+          for (int64_t q = 0; q < W; ++q) {
+            const int64_t r = cols.start[q], len = cols.start[q + 1] - r;
+            gather<CC>(gM + (p * W + q) * C, gT + p * Wo * C, &cols.from_out[r], &cols.from_tap[r], len, C, C);
+          }
+        // pixel (p, q) is pixel 3, 2, 1, 0 of the windows at (p-1, q-1), (p-1, q), (p, q-1), (p, q)
+        const uint8_t* k = won + n * H * W * C;
+        S* out = dst + n * H * W * C;
+        for (int64_t p = 0; p < H; ++p) {
+          const int64_t up = (p == 0 ? H - 1 : p - 1) * W;
+          for (int64_t q = 0; q < W; ++q) {
+            const int64_t left = q == 0 ? W - 1 : q - 1;
+            const int64_t w0 = (p * W + q) * C;
+            won_gradient<CC>(pixel, gM, k, (up + left) * C, (up + q) * C, (p * W + left) * C, w0, C);
+#pragma GCC ivdep
+            for (int64_t c = 0; c < C; ++c) out[w0 + c] = Io<T>::store(pixel[c]);
+          }
+        }
+      }
+    });
+  }
+};
+
+// x (N, C, H, W) -> y (N, C, ceil(H / s), ceil(W / s)) float32 channels-last, and the winners (N, H, W, C) bytes.
+std::tuple<at::Tensor, at::Tensor> maxblur_forward(const at::Tensor& x, const at::Tensor& taps, int64_t stride) {
+  TORCH_CHECK(x.dim() == 4 && x.numel() > 0, "maxblur_forward: expected a non-empty (N, C, H, W) map, got ", x.sizes());
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const Geometry g = geometry(N, C, H, W, taps, stride);
+  const auto xs = x.contiguous(at::MemoryFormat::ChannelsLast);
+  auto y = at::empty({N, g.Ho, g.Wo, C}, x.options().dtype(at::kFloat));
+  auto code = at::empty({N, H, W, C}, x.options().dtype(at::kByte));
+  dispatch<Forward>(x.scalar_type(), C, xs, g, y, code);
+  return {y.permute({0, 3, 1, 2}), code};
+}
+
+// The gradient with respect to x (in dtype) from the output's float32 gradient and the winners.
+at::Tensor maxblur_backward(const at::Tensor& grad, const at::Tensor& code, const at::Tensor& taps, int64_t stride,
+                            at::ScalarType dtype) {
+  TORCH_CHECK(code.dim() == 4 && grad.dim() == 4 && grad.size(0) == code.size(0) && grad.size(1) == code.size(3),
+              "maxblur_backward: the gradient ", grad.sizes(), " does not match the winners ", code.sizes());
+  const int64_t N = code.size(0), H = code.size(1), W = code.size(2), C = code.size(3);
+  const Geometry g = geometry(N, C, H, W, taps, stride);
+  TORCH_CHECK(grad.size(2) == g.Ho && grad.size(3) == g.Wo, "maxblur_backward: the gradient ", grad.sizes(),
+              " does not match the winners ", code.sizes());
+  const auto gs = grad.to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
+  auto gx = at::empty({N, H, W, C}, code.options().dtype(dtype));
+  dispatch<Backward>(dtype, C, gs, code.contiguous(), g, gx);
+  return gx.permute({0, 3, 1, 2});
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(shiftlab_kernels, m) {
+  m.def("maxblur_forward(Tensor x, Tensor taps, int stride) -> (Tensor, Tensor)");
+  m.def("maxblur_backward(Tensor grad, Tensor code, Tensor taps, int stride, ScalarType dtype) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(shiftlab_kernels, CPU, m) {
+  m.impl("maxblur_forward", &maxblur_forward);
+  m.impl("maxblur_backward", &maxblur_backward);
+}
