@@ -35,6 +35,7 @@ from torch import nn
 KERNELS_ENV = "SHIFTLAB_KERNELS"
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = [CSRC / name for name in ("dense_max.cpp", "bn_relu.cpp", "maxblur.cpp")]
+FUSED_DTYPES = (torch.float32, torch.bfloat16)   # the maps bn_relu and maxblur_circular compile for
 _torch_only = False
 
 
@@ -94,9 +95,16 @@ class _DenseMax(torch.autograd.Function):
         return torch.ops.shiftlab_kernels.dense_max_backward(grad, winners)
 
 
+def _runs_compiled(x: torch.Tensor, dtypes: tuple[torch.dtype, ...] | None = None) -> bool:
+    """Whether a kernel takes x: a CPU (N, C, H, W) map (of one of dtypes, if given), the kernels built and not
+    switched off by torch_ops_only."""
+    return (x.device.type == "cpu" and x.dim() == 4 and (dtypes is None or x.dtype in dtypes) and not _torch_only
+            and compiled())
+
+
 @contextmanager
 def torch_ops_only():
-    """Within this block dense_max and bn_relu run torch's ops (for side-by-side measurements)."""
+    """Within this block dense_max, bn_relu and MaxBlurPool run torch's ops (for side-by-side measurements)."""
     global _torch_only
     before, _torch_only = _torch_only, True
     try:
@@ -108,7 +116,7 @@ def torch_ops_only():
 def dense_max(x: torch.Tensor) -> torch.Tensor:
     """Max_{2,1}: y[..., i, j] = max x[..., i:i+2, j:j+2] of a map already padded by one pixel right and bottom,
     (N, C, H+1, W+1) -> (N, C, H, W); equal to F.max_pool2d(x, 2, 1)."""
-    if x.device.type == "cpu" and x.dim() == 4 and not _torch_only and compiled():
+    if _runs_compiled(x):
         return _DenseMax.apply(x)
     return F.max_pool2d(x, kernel_size=2, stride=1)
 
@@ -132,9 +140,8 @@ class _BNReLU(torch.autograd.Function):
 def _fusable(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool) -> bool:
     """Whether the compiled op computes bn_relu(x, bn, pool): batch statistics on a CPU float32 / bfloat16 map (even
     height and width when pooled), the kernels built and not switched off."""
-    return (bn.training and bn.affine and bn.track_running_stats and x.device.type == "cpu" and x.dim() == 4
-            and x.dtype in (torch.float32, torch.bfloat16) and not (pool and (x.size(2) % 2 or x.size(3) % 2))
-            and not _torch_only and compiled())
+    return (bn.training and bn.affine and bn.track_running_stats and _runs_compiled(x, FUSED_DTYPES)
+            and not (pool and (x.size(2) % 2 or x.size(3) % 2)))
 
 
 def _update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
@@ -172,8 +179,7 @@ class _MaxBlurCircular(torch.autograd.Function):
 
 def fused_maxblur_applies(x: torch.Tensor) -> bool:
     """Whether maxblur_circular runs the compiled op on x: a CPU float32 / bfloat16 (N, C, H, W) map, kernels built."""
-    return (x.device.type == "cpu" and x.dim() == 4 and x.dtype in (torch.float32, torch.bfloat16)
-            and not _torch_only and compiled())
+    return _runs_compiled(x, FUSED_DTYPES)
 
 
 def maxblur_circular(x: torch.Tensor, taps: torch.Tensor, stride: int) -> torch.Tensor:

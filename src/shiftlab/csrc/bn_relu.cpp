@@ -33,6 +33,16 @@ constexpr int64_t kChunk = 256;   // pixels per partial sum
 // The per-channel constants of one pass: x -> x * scale + shift is the normalised, affine map before the ReLU.
 struct Affine {
   std::vector<float> mean, invstd, scale, shift;
+
+  explicit Affine(int64_t C) : mean(C), invstd(C), scale(C), shift(C) {}
+
+  // channel c from its mean m and variance var: invstd = 1 / sqrt(var + eps), scale = w invstd, shift = b - m scale
+  void set(int64_t c, float m, double var, float w, float b, double eps) {
+    mean[c] = m;
+    invstd[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
+    scale[c] = w * invstd[c];
+    shift[c] = b - m * scale[c];
+  }
 };
 
 // Per-channel sums, over chunks of rows: f(chunk, acc) adds into acc[0 .. n*C); chunks are summed in order in double.
@@ -72,25 +82,17 @@ Affine batch_affine(const typename Io<T>::S* x, int64_t rows, int64_t C, const f
   const auto s = chunked_sums(chunks, 2 * C, [&](int64_t k, float* acc) {
     moments_rows<T, CC>(x, k * kChunk, std::min(rows, (k + 1) * kChunk), C, x0.data(), acc);
   });
-  Affine a{std::vector<float>(C), std::vector<float>(C), std::vector<float>(C), std::vector<float>(C)};
+  Affine a(C);
   for (int64_t c = 0; c < C; ++c) {
-    const double m1 = s[c] / rows, var = std::max(s[C + c] / rows - m1 * m1, 0.0);
-    a.mean[c] = static_cast<float>(x0[c] + m1);
-    a.invstd[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
-    a.scale[c] = w[c] * a.invstd[c];
-    a.shift[c] = b[c] - a.mean[c] * a.scale[c];
+    const double m1 = s[c] / rows;
+    a.set(c, static_cast<float>(x0[c] + m1), std::max(s[C + c] / rows - m1 * m1, 0.0), w[c], b[c], eps);
   }
   return a;
 }
 
 Affine given_affine(const float* mean, const float* var, const float* w, const float* b, int64_t C, double eps) {
-  Affine a{std::vector<float>(C), std::vector<float>(C), std::vector<float>(C), std::vector<float>(C)};
-  for (int64_t c = 0; c < C; ++c) {
-    a.mean[c] = mean[c];
-    a.invstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + eps));
-    a.scale[c] = w[c] * a.invstd[c];
-    a.shift[c] = b[c] - a.mean[c] * a.scale[c];
-  }
+  Affine a(C);
+  for (int64_t c = 0; c < C; ++c) a.set(c, mean[c], var[c], w[c], b[c], eps);
   return a;
 }
 

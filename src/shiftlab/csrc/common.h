@@ -31,6 +31,39 @@ template <> struct Io<c10::BFloat16> {
   }
 };
 
+// ---- the 2x2 max at stride 1 and its gradient, pixel by pixel (branch-free selects, so callers' loops vectorise) ----
+
+// The max of a window v0 top-left, v1 top-right, v2 bottom-left, v3 bottom-right, and which of them won (0..3): the
+// first of equal values, NaN winning, as max_pool2d picks.
+template <typename A>
+inline A window_max(A v0, A v1, A v2, A v3, uint8_t& winner) {
+  A best = v0;
+  uint8_t w = 0;
+  const bool b1 = (v1 > best) | (v1 != v1);
+  best = b1 ? v1 : best;
+  w = b1 ? 1 : w;
+  const bool b2 = (v2 > best) | (v2 != v2);
+  best = b2 ? v2 : best;
+  w = b2 ? 2 : w;
+  const bool b3 = (v3 > best) | (v3 != v3);
+  best = b3 ? v3 : best;
+  w = b3 ? 3 : w;
+  winner = w;
+  return best;
+}
+
+// One pixel's gradient from the four windows holding it as their pixel 3, 2, 1, 0 (the windows at (p-1, q-1),
+// (p-1, q), (p, q-1), (p, q)): the gradient g of each window whose winner code k names the pixel, summed in that order.
+template <typename A>
+inline A won_gradient(A g3, uint8_t k3, A g2, uint8_t k2, A g1, uint8_t k1, A g0, uint8_t k0) {
+  A acc = 0;
+  acc += k3 == 3 ? g3 : A(0);
+  acc += k2 == 2 ? g2 : A(0);
+  acc += k1 == 1 ? g1 : A(0);
+  acc += k0 == 0 ? g0 : A(0);
+  return acc;
+}
+
 // ---- dispatch: K<T, CC>::run(args...) for the map's dtype and channel count ----
 template <template <typename, int64_t> class K, typename T, typename... A>
 void on_channels(int64_t C, A&&... args) {

@@ -11,6 +11,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "common.h"
+
 namespace {
 
 constexpr uint8_t kNoWinner = 255;   // the code of the border around each code map
@@ -20,22 +22,9 @@ void forward_row(const T* __restrict__ top, const T* __restrict__ bottom, T* __r
                  uint8_t* __restrict__ which, int64_t len, int64_t channels) {
   using acc_t = at::opmath_type<T>;
   for (int64_t i = 0; i < len; ++i) {
-    acc_t m = static_cast<acc_t>(top[i]);
-    uint8_t k = 0;
-    const acc_t v1 = static_cast<acc_t>(top[i + channels]);
-    const acc_t v2 = static_cast<acc_t>(bottom[i]);
-    const acc_t v3 = static_cast<acc_t>(bottom[i + channels]);
-    const bool b1 = (v1 > m) | (v1 != v1);
-    m = b1 ? v1 : m;
-    k = b1 ? 1 : k;
-    const bool b2 = (v2 > m) | (v2 != v2);
-    m = b2 ? v2 : m;
-    k = b2 ? 2 : k;
-    const bool b3 = (v3 > m) | (v3 != v3);
-    m = b3 ? v3 : m;
-    k = b3 ? 3 : k;
-    out[i] = static_cast<T>(m);
-    which[i] = k;
+    out[i] = static_cast<T>(shiftlab::window_max(static_cast<acc_t>(top[i]), static_cast<acc_t>(top[i + channels]),
+                                                 static_cast<acc_t>(bottom[i]),
+                                                 static_cast<acc_t>(bottom[i + channels]), which[i]));
   }
 }
 
@@ -44,15 +33,9 @@ void backward_row(const T* __restrict__ g_up, const T* __restrict__ g_down, cons
                   const uint8_t* __restrict__ k_down, T* __restrict__ out, int64_t len, int64_t channels) {
   using acc_t = at::opmath_type<T>;
   for (int64_t i = 0; i < len; ++i) {
-    // the windows at (p-1, q-1), (p-1, q), (p, q-1), (p, q) contain pixel (p, q) as their pixel 3, 2, 1, 0
-    const acc_t a = static_cast<acc_t>(g_up[i]), b = static_cast<acc_t>(g_up[i + channels]);
-    const acc_t c = static_cast<acc_t>(g_down[i]), d = static_cast<acc_t>(g_down[i + channels]);
-    acc_t acc = 0;
-    acc += k_up[i] == 3 ? a : acc_t(0);
-    acc += k_up[i + channels] == 2 ? b : acc_t(0);
-    acc += k_down[i] == 1 ? c : acc_t(0);
-    acc += k_down[i + channels] == 0 ? d : acc_t(0);
-    out[i] = static_cast<T>(acc);
+    out[i] = static_cast<T>(shiftlab::won_gradient(
+        static_cast<acc_t>(g_up[i]), k_up[i], static_cast<acc_t>(g_up[i + channels]), k_up[i + channels],
+        static_cast<acc_t>(g_down[i]), k_down[i], static_cast<acc_t>(g_down[i + channels]), k_down[i + channels]));
   }
 }
 

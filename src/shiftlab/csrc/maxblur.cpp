@@ -100,8 +100,8 @@ inline void gather(float* __restrict__ out, const float* __restrict__ in, const 
 // one pixel's gradient: the sum of the gradients g of the windows at offsets w3, w2, w1, w0 whose winner code k is
 // 3, 2, 1, 0 (the pixel is their bottom-right, bottom-left, top-right, top-left)
 template <int64_t CC>
-inline void won_gradient(float* __restrict__ out, const float* __restrict__ g, const uint8_t* __restrict__ k,
-                         int64_t w3, int64_t w2, int64_t w1, int64_t w0, int64_t C_) {
+inline void pixel_gradient(float* __restrict__ out, const float* __restrict__ g, const uint8_t* __restrict__ k,
+                           int64_t w3, int64_t w2, int64_t w1, int64_t w0, int64_t C_) {
   if constexpr (CC > 0 && CC % 16 == 0) {
     for (int64_t c = 0; c < CC; c += 16) {
       auto part = [&](int64_t w, int32_t code) {
@@ -116,14 +116,9 @@ inline void won_gradient(float* __restrict__ out, const float* __restrict__ g, c
       std::memcpy(out + c, &acc, sizeof(F16));
     }
   } else {
-    for (int64_t c = 0; c < C_; ++c) {
-      float acc = 0.f;
-      acc += k[w3 + c] == 3 ? g[w3 + c] : 0.f;
-      acc += k[w2 + c] == 2 ? g[w2 + c] : 0.f;
-      acc += k[w1 + c] == 1 ? g[w1 + c] : 0.f;
-      acc += k[w0 + c] == 0 ? g[w0 + c] : 0.f;
-      out[c] = acc;
-    }
+    for (int64_t c = 0; c < C_; ++c)
+      out[c] = shiftlab::won_gradient(g[w3 + c], k[w3 + c], g[w2 + c], k[w2 + c], g[w1 + c], k[w1 + c], g[w0 + c],
+                                      k[w0 + c]);
   }
 }
 
@@ -151,19 +146,7 @@ struct Forward {
             for (int64_t c = 0; c < C; ++c) {
               const float v0 = Io<T>::load(top[q0 + c]), v1 = Io<T>::load(top[q1 + c]);
               const float v2 = Io<T>::load(bottom[q0 + c]), v3 = Io<T>::load(bottom[q1 + c]);
-              float best = v0;
-              uint8_t w = 0;
-              const bool b1 = (v1 > best) | (v1 != v1);
-              best = b1 ? v1 : best;
-              w = b1 ? 1 : w;
-              const bool b2 = (v2 > best) | (v2 != v2);
-              best = b2 ? v2 : best;
-              w = b2 ? 2 : w;
-              const bool b3 = (v3 > best) | (v3 != v3);
-              best = b3 ? v3 : best;
-              w = b3 ? 3 : w;
-              M[o + c] = best;
-              k[o + c] = w;
+              M[o + c] = shiftlab::window_max(v0, v1, v2, v3, k[o + c]);
             }
           }
         }
@@ -214,7 +197,7 @@ struct Backward {
           for (int64_t q = 0; q < W; ++q) {
             const int64_t left = q == 0 ? W - 1 : q - 1;
             const int64_t w0 = (p * W + q) * C;
-            won_gradient<CC>(pixel, gM, k, (up + left) * C, (up + q) * C, (p * W + left) * C, w0, C);
+            pixel_gradient<CC>(pixel, gM, k, (up + left) * C, (up + q) * C, (p * W + left) * C, w0, C);
 #pragma GCC ivdep
             for (int64_t c = 0; c < C; ++c) out[w0 + c] = Io<T>::store(pixel[c]);
           }
