@@ -1,7 +1,7 @@
 """The compiled kernels equal torch's ops: the dense max (Max_{2,1}) is max_pool2d(x, 2, 1) (values, ties, NaN and
 gradients); the fused ReLU . BN [. MaxPool_{2,2}] is BatchNorm2d, ReLU and max_pool2d in training mode (outputs,
-gradients and running statistics); the fused circular MaxBlurPool is the dense max, circular padding and the blur
-convolution (outputs and gradients)."""
+gradients and running statistics); the fused MaxBlurPool is the dense max, the padding (circular, or replicate and
+reflect) and the blur convolution (outputs and gradients)."""
 import contextlib
 import copy
 import shutil
@@ -70,9 +70,10 @@ def test_maxblurpool_and_aps_are_unchanged_by_the_kernels(fresh, pad_mode):
         kernels.compiled.cache_clear()
         assert kernels.compiled() == (setting == "on")
         y = torch.cat([layers.MaxBlurPool(6, 3, pad_mode=pad_mode)(x).flatten(1),
-                       layers.MaxApsPool(6, 1, pad_mode=pad_mode)(x).flatten(1)], 1)
+                       layers.MaxApsPool(6, 1, pad_mode=pad_mode)(x).flatten(1),
+                       layers.MaxApsPool(6, 3, pad_mode=pad_mode)(x).flatten(1)], 1)
         outs[setting] = (y, torch.autograd.grad(y.square().sum(), x)[0])
-    exact = pad_mode != "circular"   # circular MaxBlurPool runs fused: its blur sums in another order
+    exact = pad_mode == "zeros"   # circular and reflect MaxBlurPool run fused: the blur sums in another order
     check = torch.equal if exact else lambda a, b: torch.allclose(a, b, rtol=1e-6, atol=1e-6)
     assert check(outs["on"][0], outs["off"][0]) and check(outs["on"][1], outs["off"][1])
 
@@ -183,13 +184,18 @@ def test_a_network_computes_the_same_function_and_gradients_with_the_fused_layer
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("shape", [(4, 16, 8, 8), (3, 7, 6, 10), (2, 32, 4, 4), (2, 64, 3, 5)])
 @pytest.mark.parametrize("filt_size", [2, 3, 5, 7])
-def test_fused_circular_maxblurpool_is_the_dense_max_then_the_blur(dtype, shape, filt_size):
-    pool = layers.MaxBlurPool(shape[1], filt_size, pad_mode="circular")
+@pytest.mark.parametrize("pad_mode", ["circular", "reflect"])
+@pytest.mark.parametrize("stride", [2, 1])
+def test_fused_maxblurpool_is_the_dense_max_then_the_blur(dtype, shape, filt_size, pad_mode, stride):
+    pool = layers.MaxBlurPool(shape[1], filt_size, stride, pad_mode=pad_mode)
     g = torch.Generator().manual_seed(filt_size)
     x = torch.randn(shape, generator=g).mul(2).round().div(2).to(dtype)   # halves: many ties
     x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    applies = pad_mode == "circular" or filt_size // 2 < min(shape[-2:])   # reflect padding smaller than the map
     with torch.autocast("cpu", torch.bfloat16, enabled=dtype == torch.bfloat16):
-        assert kernels.fused_maxblur_applies(x)
+        assert kernels.fused_maxblur_applies(x, filt_size, pad_mode == "circular") == applies
+        if not applies:
+            return
         ours = pool(x)
         unfused = pool[1](pool[0](x))   # dense max (padded), then the blur (padded): no fused path
     assert ours.dtype == unfused.dtype == torch.float32 and ours.shape == unfused.shape

@@ -10,10 +10,11 @@ a pass over the map writing a full-size result (normalised map, ReLU, int64 pool
 csrc/bn_relu.cpp writes only the output and recomputes the ReLU mask and the pool's winners in the backward. The
 same function as torch's ops within float rounding (the statistics are summed in another order), tested.
 
-maxblur_circular is MaxBlurPool with circular padding, Subsample_s . Blur_m . Max_{2,1} on the wrapped map, one image
-at a time in cache-sized buffers (csrc/maxblur.cpp): the input read once, only the output and a byte per pixel
-written, instead of a float32 copy, a padded copy, the dense max and the blur convolution each passing over the map.
-The same function as the unfused layer within float rounding (the blur's sums run in another order), tested.
+maxblur is MaxBlurPool, Subsample_s . Blur_m . Max_{2,1}, with circular padding or the replicate / reflect padding of
+the other networks, one image at a time in cache-sized buffers (csrc/maxblur.cpp): the input read once, only the
+output and a byte per pixel written, instead of a float32 copy, padded copies, the dense max and the blur convolution
+each passing over the map. At stride 1 it is the dense max and blur before APS-LPF's phase choice. The same function
+as the unfused layer within float rounding (the blur's sums run in another order), tested.
 
 $SHIFTLAB_KERNELS=off uses torch's ops only.
 """
@@ -35,7 +36,7 @@ from torch import nn
 KERNELS_ENV = "SHIFTLAB_KERNELS"
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = [CSRC / name for name in ("dense_max.cpp", "bn_relu.cpp", "maxblur.cpp")]
-FUSED_DTYPES = (torch.float32, torch.bfloat16)   # the maps bn_relu and maxblur_circular compile for
+FUSED_DTYPES = (torch.float32, torch.bfloat16)   # the maps bn_relu and maxblur compile for
 _torch_only = False
 
 
@@ -163,26 +164,29 @@ def bn_relu(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool = False) -> torch.Te
     return y
 
 
-class _MaxBlurCircular(torch.autograd.Function):
+class _MaxBlur(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, taps: torch.Tensor, stride: int) -> torch.Tensor:
-        y, winners = torch.ops.shiftlab_kernels.maxblur_forward(x, taps, stride)
+    def forward(ctx, x: torch.Tensor, taps: torch.Tensor, stride: int, circular: bool) -> torch.Tensor:
+        y, winners = torch.ops.shiftlab_kernels.maxblur_forward(x, taps, stride, circular)
         ctx.save_for_backward(winners, taps)
-        ctx.stride, ctx.dtype = stride, x.dtype
+        ctx.stride, ctx.circular, ctx.dtype = stride, circular, x.dtype
         return y
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         winners, taps = ctx.saved_tensors
-        return torch.ops.shiftlab_kernels.maxblur_backward(grad, winners, taps, ctx.stride, ctx.dtype), None, None
+        dx = torch.ops.shiftlab_kernels.maxblur_backward(grad, winners, taps, ctx.stride, ctx.circular, ctx.dtype)
+        return dx, None, None, None
 
 
-def fused_maxblur_applies(x: torch.Tensor) -> bool:
-    """Whether maxblur_circular runs the compiled op on x: a CPU float32 / bfloat16 (N, C, H, W) map, kernels built."""
-    return _runs_compiled(x, FUSED_DTYPES)
+def fused_maxblur_applies(x: torch.Tensor, filt_size: int, circular: bool) -> bool:
+    """Whether maxblur runs the compiled op on x: a CPU float32 / bfloat16 (N, C, H, W) map, kernels built, and
+    (reflect padding) the blur's padding m // 2 smaller than the map."""
+    return (circular or filt_size // 2 < min(x.shape[-2:])) and _runs_compiled(x, FUSED_DTYPES)
 
 
-def maxblur_circular(x: torch.Tensor, taps: torch.Tensor, stride: int) -> torch.Tensor:
-    """Subsample_s . Blur_{a a^T} . Max_{2,1} with circular padding, in float32: y[i, j] = sum_{a, b} a_a a_b
-    max x[s i + a - lo + {0, 1}, s j + b - lo + {0, 1}] (indices mod H, W; lo = (m - 1) // 2), one compiled op."""
-    return _MaxBlurCircular.apply(x, taps, stride)
+def maxblur(x: torch.Tensor, taps: torch.Tensor, stride: int, circular: bool) -> torch.Tensor:
+    """Subsample_s . Blur_{a a^T} . Max_{2,1} in float32, one compiled op: y[i, j] = sum_{a, b} a_a a_b
+    max x[s i + a - lo + {0, 1}, s j + b - lo + {0, 1}], lo = (m - 1) // 2, the max's indices mod H, W (circular) or
+    clamped (replicate), the blur's mod H, W (circular) or reflected at the borders (reflect)."""
+    return _MaxBlur.apply(x, taps, stride, circular)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels import dense_max, fused_maxblur_applies, maxblur_circular
+from .kernels import dense_max, fused_maxblur_applies, maxblur
 from .runtime import in_fp32
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -174,21 +174,28 @@ class DenseMax(nn.Module):
         return dense_max(pad2d(x, (0, 1, 0, 1), self.pad_mode))
 
 
+def _fused_max_blur(dense: DenseMax, blur: BlurPool, x: torch.Tensor) -> torch.Tensor | None:
+    """blur(dense(x)) as one compiled op (kernels.maxblur) where it applies: a blur padded circularly or by
+    reflection (after the dense max's own circular or replicate padding) on a CPU map; else None."""
+    circular = blur.pad_mode == "circular"
+    if blur.filt_size == 1 or blur.pad_mode not in ("circular", "reflect") or (dense.pad_mode == "circular") != circular:
+        return None
+    return maxblur(x, blur.taps, blur.stride, circular) if fused_maxblur_applies(x, blur.filt_size, circular) else None
+
+
 class MaxBlurPool(nn.Sequential):
     """BlurPool_m . Max_{2,1}; with filt_size 1 it equals MaxPool(2, 2) exactly.
 
-    With circular padding both pads fold into one: Max_{2,1}(pad_(lo, hi+1)(x)) = pad_(lo, hi)(Max_{2,1}(x)),
-    so the layer runs max and blur on the wrapped input: one compiled op on the CPU (kernels.maxblur_circular),
-    else the input wrapped once and max and blur unpadded (same output, one copy fewer)."""
+    On the CPU one compiled op (kernels.maxblur). Else, with circular padding both pads fold into one:
+    Max_{2,1}(pad_(lo, hi+1)(x)) = pad_(lo, hi)(Max_{2,1}(x)), so the input is wrapped once and max and blur run
+    unpadded (same output, one copy fewer)."""
 
     def __init__(self, channels: int, filt_size: int = 3, stride: int = 2, pad_mode: str = "reflect"):
         super().__init__(DenseMax(pad_mode), BlurPool(channels, filt_size, stride, pad_mode))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        blur = self[1]
-        if blur.pad_mode == "circular" and blur.filt_size > 1 and fused_maxblur_applies(x):
-            return maxblur_circular(x, blur.taps, blur.stride)
-        return self._unfused(x)
+        fused = _fused_max_blur(self[0], self[1], x)
+        return fused if fused is not None else self._unfused(x)
 
     @in_fp32
     def _unfused(self, x: torch.Tensor) -> torch.Tensor:
@@ -271,37 +278,43 @@ class ApsPool(nn.Module):
         self.stride, self.norm = stride, norm
         self.blur = BlurPool(channels, filt_size, 1, pad_mode) if filt_size > 1 else None
 
-    def _prefiltered(self, x: torch.Tensor) -> torch.Tensor:
-        """[Blur_m] x: the map whose polyphase components are compared and kept."""
-        return self.blur(x) if self.blur is not None else x
+    def _prefiltered(self, x: torch.Tensor, prefiltered: bool = False) -> torch.Tensor:
+        """[Blur_m] x: the map whose polyphase components are compared and kept (x itself if already blurred)."""
+        return self.blur(x) if self.blur is not None and not prefiltered else x
 
-    def phase_norms(self, x: torch.Tensor) -> torch.Tensor:
+    def phase_norms(self, x: torch.Tensor, prefiltered: bool = False) -> torch.Tensor:
         """||[Blur_m] x[..., i::s, j::s]||_p per image and phase i*s + j: (N, s²), float64."""
-        return _phase_norms(self._prefiltered(x), self.stride, self.norm)
+        return _phase_norms(self._prefiltered(x, prefiltered), self.stride, self.norm)
 
     def selected_phase(self, x: torch.Tensor) -> torch.Tensor:
         """argmax_(i, j) ||x[..., i::s, j::s]||_p per image, as the index i*s + j: (N,)."""
         return self.phase_norms(x).argmax(1)
 
-    def subsample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def subsample(self, x: torch.Tensor, prefiltered: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """[Blur_m] x at each image's largest-norm phase, and that phase i*s + j: ((N, C, H/s, W/s), (N,))."""
-        z = self._prefiltered(x)
+        z = self._prefiltered(x, prefiltered)
         phase = _phase_norms(z, self.stride, self.norm).argmax(1)
         return _at_phase(z, phase, self.stride), phase
 
-    def forward(self, x: torch.Tensor, phase: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, phase: torch.Tensor | None = None, prefiltered: bool = False) -> torch.Tensor:
         """[Blur_m] x at each image's largest-norm phase, or at the given phases (N,): a residual block's shortcut
-        takes its main path's, so both branches keep the same sampling grid."""
+        takes its main path's, so both branches keep the same sampling grid. prefiltered: x is already blurred."""
         if phase is None:
-            return self.subsample(x)[0]
-        return _at_phase(self._prefiltered(x), phase, self.stride)
+            return self.subsample(x, prefiltered)[0]
+        return _at_phase(self._prefiltered(x, prefiltered), phase, self.stride)
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, norm={self.norm}"
 
 
 class MaxApsPool(nn.Sequential):
-    """APS_s . [Blur_m] . Max_{2,1}: MaxPool with its fixed subsampling replaced by adaptive polyphase sampling."""
+    """APS_s . [Blur_m] . Max_{2,1}: MaxPool with its fixed subsampling replaced by adaptive polyphase sampling; the
+    dense max and the blur at stride 1 as one compiled op on the CPU (kernels.maxblur)."""
 
     def __init__(self, channels: int, filt_size: int = 1, stride: int = 2, pad_mode: str = "circular"):
         super().__init__(DenseMax(pad_mode), ApsPool(channels, filt_size, stride, pad_mode))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dense, aps = self[0], self[1]
+        blurred = _fused_max_blur(dense, aps.blur, x) if aps.blur is not None else None
+        return aps(dense(x)) if blurred is None else aps(blurred, prefiltered=True)

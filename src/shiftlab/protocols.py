@@ -92,11 +92,12 @@ def aps_phase_margins(model: torch.nn.Module, x: torch.Tensor) -> dict[str, dict
     batches: dict[str, list[torch.Tensor]] = {}
 
     def record(name):
-        def hook(layer, inputs, _output):
-            batches.setdefault(name, []).append(layer.phase_norms(inputs[0].detach()).cpu())
+        def hook(layer, inputs, kwargs, _output):
+            norms = layer.phase_norms(inputs[0].detach(), kwargs.get("prefiltered", False))
+            batches.setdefault(name, []).append(norms.cpu())
         return hook
 
-    hooks = [layer.register_forward_hook(record(name)) for name, layer in model.named_modules()
+    hooks = [layer.register_forward_hook(record(name), with_kwargs=True) for name, layer in model.named_modules()
              if isinstance(layer, ApsPool)]
     try:
         metrics.predict_logits(model, x)
