@@ -207,3 +207,35 @@ def test_fused_maxblurpool_is_the_dense_max_then_the_blur(dtype, shape, filt_siz
     assert got.dtype == dtype
     tol = 1e-5 if dtype == torch.float32 else 1e-2   # bfloat16: each side rounds its float32 sum once, 1 ulp apart
     torch.testing.assert_close(got.float(), want.float(), rtol=tol, atol=tol)
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(6, 16, 8, 8), (5, 7, 6, 12), (4, 32, 4, 4), (3, 64, 6, 9)])
+@pytest.mark.parametrize("stride", [2, 3])
+def test_fused_aps_keeps_the_phase_and_gradients_of_torchs_ops(dtype, shape, stride):
+    if shape[2] % stride or shape[3] % stride:
+        assert not kernels.fused_aps_applies(torch.zeros(shape), stride, "l2")
+        return
+    g = torch.Generator().manual_seed(stride)
+    z = torch.relu(torch.randn(shape, generator=g)).to(dtype)
+    z[0] = 0   # an all-black map: every phase ties, the first wins
+    z = z.contiguous(memory_format=torch.channels_last).requires_grad_()
+    pool = layers.ApsPool(shape[1], 1, stride)
+    assert kernels.fused_aps_applies(z, stride, "l2")
+    ours, phase = pool.subsample(z)
+    with kernels.torch_ops_only():
+        theirs, their_phase = pool.subsample(z)
+    assert phase[0] == 0 and torch.equal(phase, their_phase)
+    assert ours.dtype == dtype and torch.equal(ours, theirs) and ours.is_contiguous(memory_format=torch.channels_last)
+    weights = torch.randn(ours.shape, generator=g).to(dtype)
+    got, = torch.autograd.grad((ours * weights).sum(), z)
+    want, = torch.autograd.grad((theirs * weights).sum(), z)
+    assert torch.equal(got, want)
+    # a circular shift by (1, 2) pixels moves phase (i, j) to (i + 1, j + 2) mod s, the component by whole cells
+    moved, moved_phase = pool.subsample(torch.roll(z.detach(), (1, 2), (2, 3)))
+    i, j = phase[1:] // stride, phase[1:] % stride
+    assert torch.equal(moved_phase[1:], (i + 1) % stride * stride + (j + 2) % stride)
+    for n in range(1, shape[0]):
+        cells = (int(i[n - 1] + 1) // stride, int(j[n - 1] + 2) // stride)
+        assert torch.equal(moved[n], torch.roll(ours[n].detach(), cells, (1, 2)))

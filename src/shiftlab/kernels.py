@@ -16,6 +16,10 @@ output and a byte per pixel written, instead of a float32 copy, padded copies, t
 each passing over the map. At stride 1 it is the dense max and blur before APS-LPF's phase choice. The same function
 as the unfused layer within float rounding (the blur's sums run in another order), tested.
 
+aps is adaptive polyphase sampling with the l2 norm (csrc/aps.cpp): one pass sums each pixel's squared channels into its
+phase's norm, a second copies the winner out; torch's ops take five passes, and a zero-filled map and an index_put in
+the backward. The same choice as layers.ApsPool's torch path (per-pixel sums in float32, pixels in float64).
+
 $SHIFTLAB_KERNELS=off uses torch's ops only.
 """
 from __future__ import annotations
@@ -35,7 +39,7 @@ from torch import nn
 
 KERNELS_ENV = "SHIFTLAB_KERNELS"
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = [CSRC / name for name in ("dense_max.cpp", "bn_relu.cpp", "maxblur.cpp")]
+SOURCES = [CSRC / name for name in ("dense_max.cpp", "bn_relu.cpp", "maxblur.cpp", "aps.cpp")]
 FUSED_DTYPES = (torch.float32, torch.bfloat16)   # the maps bn_relu and maxblur compile for
 _torch_only = False
 
@@ -105,7 +109,7 @@ def _runs_compiled(x: torch.Tensor, dtypes: tuple[torch.dtype, ...] | None = Non
 
 @contextmanager
 def torch_ops_only():
-    """Within this block dense_max, bn_relu and MaxBlurPool run torch's ops (for side-by-side measurements)."""
+    """Within this block dense_max, bn_relu, MaxBlurPool and APS run torch's ops (for side-by-side measurements)."""
     global _torch_only
     before, _torch_only = _torch_only, True
     try:
@@ -190,3 +194,30 @@ def maxblur(x: torch.Tensor, taps: torch.Tensor, stride: int, circular: bool) ->
     max x[s i + a - lo + {0, 1}, s j + b - lo + {0, 1}], lo = (m - 1) // 2, the max's indices mod H, W (circular) or
     clamped (replicate), the blur's mod H, W (circular) or reflected at the borders (reflect)."""
     return _MaxBlur.apply(x, taps, stride, circular)
+
+
+class _Aps(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y, phase = torch.ops.shiftlab_kernels.aps_forward(z, stride)
+        ctx.save_for_backward(phase)
+        ctx.stride, ctx.size = stride, z.shape[-2:]
+        ctx.mark_non_differentiable(phase)
+        return y, phase
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor, _phase):
+        (phase,) = ctx.saved_tensors
+        return torch.ops.shiftlab_kernels.aps_backward(grad, phase, *ctx.size, ctx.stride), None
+
+
+def fused_aps_applies(z: torch.Tensor, stride: int, norm: str) -> bool:
+    """Whether aps runs the compiled op on z: the l2 norm, a CPU float32 / bfloat16 (N, C, H, W) map whose height and
+    width the stride divides, kernels built."""
+    return norm == "l2" and z.shape[-2] % stride == 0 and z.shape[-1] % stride == 0 and _runs_compiled(z, FUSED_DTYPES)
+
+
+def aps(z: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """APS_s with the l2 norm, one compiled op: z[n, :, i_n::s, j_n::s] for the phase (i_n, j_n) of largest
+    ||z[n, :, i::s, j::s]||_2 (the first on a tie), and the phases i_n * s + j_n: ((N, C, H/s, W/s), (N,))."""
+    return _Aps.apply(z, stride)

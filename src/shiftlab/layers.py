@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels import dense_max, fused_maxblur_applies, maxblur
+from .kernels import aps, dense_max, fused_aps_applies, fused_maxblur_applies, maxblur
 from .runtime import in_fp32
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -293,6 +293,8 @@ class ApsPool(nn.Module):
     def subsample(self, x: torch.Tensor, prefiltered: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """[Blur_m] x at each image's largest-norm phase, and that phase i*s + j: ((N, C, H/s, W/s), (N,))."""
         z = self._prefiltered(x, prefiltered)
+        if fused_aps_applies(z, self.stride, self.norm):
+            return aps(z, self.stride)
         phase = _phase_norms(z, self.stride, self.norm).argmax(1)
         return _at_phase(z, phase, self.stride), phase
 

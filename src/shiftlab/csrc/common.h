@@ -31,6 +31,19 @@ template <> struct Io<c10::BFloat16> {
   }
 };
 
+// 16 floats, 16 int32 lanes, 16 bytes: GCC's vector extensions, one AVX-512 register (two AVX2 ones) each; the
+// kernels use them where the channel count is a multiple of 16, as in every network here
+typedef float F16 __attribute__((vector_size(64)));
+typedef int32_t I16 __attribute__((vector_size(64)));
+typedef uint8_t B16 __attribute__((vector_size(16)));
+
+template <typename V>
+inline V load(const void* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+
 // ---- the 2x2 max at stride 1 and its gradient, pixel by pixel (branch-free selects, so callers' loops vectorise) ----
 
 // The max of a window v0 top-left, v1 top-right, v2 bottom-left, v3 bottom-right, and which of them won (0..3): the

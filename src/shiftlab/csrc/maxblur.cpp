@@ -26,8 +26,12 @@
 
 namespace {
 
+using shiftlab::B16;
 using shiftlab::dispatch;
+using shiftlab::F16;
+using shiftlab::I16;
 using shiftlab::Io;
+using shiftlab::load;
 
 // One axis of the blur: output k reads taps[t] at input index idx[k * m + t]; input p is read by the (output, tap)
 // pairs from[start[p] .. start[p + 1]) (for the backward, which gathers instead of scattering).
@@ -77,19 +81,6 @@ Geometry geometry(int64_t N, int64_t C, int64_t H, int64_t W, const at::Tensor& 
   std::vector<float> a(t.const_data_ptr<float>(), t.const_data_ptr<float>() + t.numel());
   const int64_t Ho = (H + stride - 1) / stride, Wo = (W + stride - 1) / stride;
   return {N, C, H, W, Ho, Wo, t.numel(), circular, a, axis(H, Ho, stride, a, circular), axis(W, Wo, stride, a, circular)};
-}
-
-// 16 floats, 16 int32 lanes, 16 bytes: GCC's vector extensions, one AVX-512 register (two AVX2 ones) each; the
-// loops below use them where the channel count is a multiple of 16, as in every network here
-typedef float F16 __attribute__((vector_size(64)));
-typedef int32_t I16 __attribute__((vector_size(64)));
-typedef uint8_t B16 __attribute__((vector_size(16)));
-
-template <typename V>
-inline V load(const void* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
 }
 
 // out[c] = sum_k w[k] in[step * at[k] + c] over a pixel's channels, summed in registers
