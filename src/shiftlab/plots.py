@@ -20,10 +20,18 @@ def set_style() -> None:
 
 
 def savefig(fig: plt.Figure, name: str, fig_dir: str | Path) -> None:
-    """Save fig as <fig_dir>/<name>.png (the notebook shows it inline as well)."""
+    """Save fig as <fig_dir>/<name>.png and show that file in the notebook, at the size the screen dpi would draw
+    it (one rendering, not a second one by the inline backend)."""
+    from IPython.display import Image, display
+    from PIL import Image as PILImage
+
     path = Path(fig_dir) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
+    plt.close(fig)
+    with PILImage.open(path) as png:
+        width = round(png.width * matplotlib.rcParams["figure.dpi"] / matplotlib.rcParams["savefig.dpi"])
+    display(Image(filename=str(path), width=width))
 
 
 def legend_outside(ax: plt.Axes) -> None:
