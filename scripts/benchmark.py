@@ -44,7 +44,9 @@ ARCHS = {   # architecture and the frame it trains on (px)
     "MaxPool": (MAXPOOL, 32),
     "MaxBlurPool-3": (models.ModelConfig(downsample="maxblur", filt_size=3, padding="circular"), 32),
     "MaxBlurPool-5": (models.ModelConfig(downsample="maxblur", filt_size=5, padding="circular"), 32),
+    "MaxBlurPool-5, zero padding": (models.ModelConfig(downsample="maxblur", filt_size=5, padding="zeros"), 32),
     "APS": (models.ModelConfig(downsample="maxaps", padding="circular"), 32),
+    "APS-LPF": (models.ModelConfig(downsample="maxaps", filt_size=3, padding="circular"), 32),
     "ResNet-like": (models.ModelConfig(arch="resnet", downsample="strided", padding="circular"), 32),
     "canvas VGG-like": (MAXPOOL, 64),
 }
