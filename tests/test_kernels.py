@@ -191,12 +191,12 @@ def test_fused_maxblurpool_is_the_dense_max_then_the_blur(dtype, shape, filt_siz
     g = torch.Generator().manual_seed(filt_size)
     x = torch.randn(shape, generator=g).mul(2).round().div(2).to(dtype)   # halves: many ties
     x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
-    applies = pad_mode == "circular" or filt_size // 2 < min(shape[-2:])   # reflect padding smaller than the map
     with torch.autocast("cpu", torch.bfloat16, enabled=dtype == torch.bfloat16):
-        assert kernels.fused_maxblur_applies(x, filt_size, pad_mode == "circular") == applies
-        if not applies:
+        if pad_mode == "reflect" and filt_size // 2 >= min(shape[-2:]):   # torch's reflect pad refuses it too
+            assert not kernels.fused_maxblur_applies(x, filt_size, False)
             return
         ours = pool(x)
+        assert type(ours.grad_fn).__name__ == "_MaxBlurBackward"   # the compiled op ran
         unfused = pool[1](pool[0](x))   # dense max (padded), then the blur (padded): no fused path
     assert ours.dtype == unfused.dtype == torch.float32 and ours.shape == unfused.shape
     assert ours.is_contiguous(memory_format=torch.channels_last)
@@ -239,3 +239,15 @@ def test_fused_aps_keeps_the_phase_and_gradients_of_torchs_ops(dtype, shape, str
     for n in range(1, shape[0]):
         cells = (int(i[n - 1] + 1) // stride, int(j[n - 1] + 2) // stride)
         assert torch.equal(moved[n], torch.roll(ours[n].detach(), cells, (1, 2)))
+
+
+@needs_compiler
+def test_the_fused_layers_refuse_what_the_unfused_ones_treat_differently():
+    tiny = torch.rand(1, 4, 2, 2)
+    with pytest.raises(ValueError, match="wraps more than once"):   # a circular blur wider than the map, either way
+        layers.MaxApsPool(4, 7, pad_mode="circular")(tiny)
+    assert layers.ApsPool(3)(torch.zeros(0, 3, 4, 4)).shape == (0, 3, 2, 2)   # an empty batch
+    assert not kernels.fused_maxblur_applies(torch.rand(1, 4, 8, 8).bfloat16(), 3, True)   # bf16 only under autocast
+    z = torch.zeros(1, 1, 2, 2)
+    z[0, 0, 0, 1] = float("nan")   # a NaN norm wins, as in torch's argmax
+    assert layers.ApsPool(1).subsample(z)[1].item() == 1

@@ -18,7 +18,9 @@ as the unfused layer within float rounding (the blur's sums run in another order
 
 aps is adaptive polyphase sampling with the l2 norm (csrc/aps.cpp): one pass sums each pixel's squared channels into its
 phase's norm, a second copies the winner out; torch's ops take five passes, and a zero-filled map and an index_put in
-the backward. The same choice as layers.ApsPool's torch path (per-pixel sums in float32, pixels in float64).
+the backward. The torch path's choice within rounding: both sum each pixel in float32 and the pixels in float64, in
+different orders, so two phases whose norms tie to the last bit may resolve differently (exact invariance to circular
+shifts holds for each path, tested).
 
 $SHIFTLAB_KERNELS=off uses torch's ops only.
 """
@@ -40,7 +42,7 @@ from torch import nn
 KERNELS_ENV = "SHIFTLAB_KERNELS"
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = [CSRC / name for name in ("dense_max.cpp", "bn_relu.cpp", "maxblur.cpp", "aps.cpp")]
-FUSED_DTYPES = (torch.float32, torch.bfloat16)   # the maps bn_relu and maxblur compile for
+FUSED_DTYPES = (torch.float32, torch.bfloat16)   # the maps bn_relu, maxblur and aps compile for
 _torch_only = False
 
 
@@ -184,9 +186,12 @@ class _MaxBlur(torch.autograd.Function):
 
 
 def fused_maxblur_applies(x: torch.Tensor, filt_size: int, circular: bool) -> bool:
-    """Whether maxblur runs the compiled op on x: a CPU float32 / bfloat16 (N, C, H, W) map, kernels built, and
-    (reflect padding) the blur's padding m // 2 smaller than the map."""
-    return (circular or filt_size // 2 < min(x.shape[-2:])) and _runs_compiled(x, FUSED_DTYPES)
+    """Whether maxblur runs the compiled op on x where the unfused layer gives the same result: a non-empty CPU (N, C,
+    H, W) map, float32 or under autocast (the layer's float32 output), the blur's padding m // 2 at most the map's
+    side (circular: it wraps around once) or smaller than it (reflect), kernels built."""
+    pad, side = filt_size // 2, min(x.shape[-2:])
+    return (x.numel() > 0 and (pad <= side if circular else pad < side)
+            and (x.dtype == torch.float32 or torch.is_autocast_enabled(x.device.type)) and _runs_compiled(x, FUSED_DTYPES))
 
 
 def maxblur(x: torch.Tensor, taps: torch.Tensor, stride: int, circular: bool) -> torch.Tensor:
@@ -214,7 +219,8 @@ class _Aps(torch.autograd.Function):
 def fused_aps_applies(z: torch.Tensor, stride: int, norm: str) -> bool:
     """Whether aps runs the compiled op on z: the l2 norm, a CPU float32 / bfloat16 (N, C, H, W) map whose height and
     width the stride divides, kernels built."""
-    return norm == "l2" and z.shape[-2] % stride == 0 and z.shape[-1] % stride == 0 and _runs_compiled(z, FUSED_DTYPES)
+    return (norm == "l2" and z.numel() > 0 and z.shape[-2] % stride == 0 and z.shape[-1] % stride == 0
+            and _runs_compiled(z, FUSED_DTYPES))
 
 
 def aps(z: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -186,7 +186,7 @@ def _fused_max_blur(dense: DenseMax, blur: BlurPool, x: torch.Tensor) -> torch.T
 class MaxBlurPool(nn.Sequential):
     """BlurPool_m . Max_{2,1}; with filt_size 1 it equals MaxPool(2, 2) exactly.
 
-    On the CPU one compiled op (kernels.maxblur). Else, with circular padding both pads fold into one:
+    On the CPU, with circular or reflect padding, one compiled op (kernels.maxblur). Else, with circular padding both pads fold into one:
     Max_{2,1}(pad_(lo, hi+1)(x)) = pad_(lo, hi)(Max_{2,1}(x)), so the input is wrapped once and max and blur run
     unpadded (same output, one copy fewer)."""
 
@@ -317,6 +317,6 @@ class MaxApsPool(nn.Sequential):
         super().__init__(DenseMax(pad_mode), ApsPool(channels, filt_size, stride, pad_mode))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dense, aps = self[0], self[1]
-        blurred = _fused_max_blur(dense, aps.blur, x) if aps.blur is not None else None
-        return aps(dense(x)) if blurred is None else aps(blurred, prefiltered=True)
+        dense, pool = self[0], self[1]
+        blurred = _fused_max_blur(dense, pool.blur, x) if pool.blur is not None else None
+        return pool(dense(x)) if blurred is None else pool(blurred, prefiltered=True)

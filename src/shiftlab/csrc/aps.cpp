@@ -4,9 +4,10 @@
 // the backward a zero-filled map and an index_put. Here one pass per image sums each pixel's squared channels into
 // its phase's norm and a second copies the winning phase out; the backward writes every pixel once.
 //
-// The same choice as layers._phase_norms: each pixel's squared channels are summed in float32 in a fixed order (so a
-// circular shift of the map permutes these per-pixel values exactly), the pixels of a phase in float64, then the
-// square root; the first phase (row-major i * s + j) of equal norms wins.
+// The choice of layers._phase_norms within rounding: each pixel's squared channels are summed in float32 in a fixed
+// order (so a circular shift of the map permutes these per-pixel values exactly), the pixels of a phase in float64,
+// then the square root; the first phase (row-major i * s + j) of equal norms wins, a NaN norm winning as in argmax.
+// The orders of the sums differ from torch's, so norms that tie to the last bit may resolve differently.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -60,7 +61,8 @@ struct Choose {
           }
         int64_t best = 0;
         for (int64_t k = 1; k < stride * stride; ++k)
-          if (std::sqrt(norms[k]) > std::sqrt(norms[best])) best = k;
+          if (std::sqrt(norms[k]) > std::sqrt(norms[best]) || (std::isnan(norms[k]) && !std::isnan(norms[best])))
+            best = k;
         chosen[n] = best;
         const int64_t pi = best / stride, pj = best % stride;
         S* out = dst + n * Ho * Wo * C;
