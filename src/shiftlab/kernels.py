@@ -191,7 +191,8 @@ def fused_maxblur_applies(x: torch.Tensor, filt_size: int, circular: bool) -> bo
     side (circular: it wraps around once) or smaller than it (reflect), kernels built."""
     pad, side = filt_size // 2, min(x.shape[-2:])
     return (x.numel() > 0 and (pad <= side if circular else pad < side)
-            and (x.dtype == torch.float32 or torch.is_autocast_enabled(x.device.type)) and _runs_compiled(x, FUSED_DTYPES))
+            and (x.dtype == torch.float32 or torch.is_autocast_enabled(x.device.type))
+            and _runs_compiled(x, FUSED_DTYPES))
 
 
 def maxblur(x: torch.Tensor, taps: torch.Tensor, stride: int, circular: bool) -> torch.Tensor:

@@ -186,9 +186,9 @@ def _fused_max_blur(dense: DenseMax, blur: BlurPool, x: torch.Tensor) -> torch.T
 class MaxBlurPool(nn.Sequential):
     """BlurPool_m . Max_{2,1}; with filt_size 1 it equals MaxPool(2, 2) exactly.
 
-    On the CPU, with circular or reflect padding, one compiled op (kernels.maxblur). Else, with circular padding both pads fold into one:
-    Max_{2,1}(pad_(lo, hi+1)(x)) = pad_(lo, hi)(Max_{2,1}(x)), so the input is wrapped once and max and blur run
-    unpadded (same output, one copy fewer)."""
+    On the CPU, with circular or reflect padding, one compiled op (kernels.maxblur). Else, with circular padding
+    both pads fold into one: Max_{2,1}(pad_(lo, hi+1)(x)) = pad_(lo, hi)(Max_{2,1}(x)), so the input is wrapped once
+    and max and blur run unpadded (same output, one copy fewer)."""
 
     def __init__(self, channels: int, filt_size: int = 3, stride: int = 2, pad_mode: str = "reflect"):
         super().__init__(DenseMax(pad_mode), BlurPool(channels, filt_size, stride, pad_mode))
