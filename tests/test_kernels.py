@@ -1,7 +1,8 @@
 """The compiled kernels equal torch's ops: the dense max (Max_{2,1}) is max_pool2d(x, 2, 1) (values, ties, NaN and
 gradients); the fused ReLU . BN [. MaxPool_{2,2}] is BatchNorm2d, ReLU and max_pool2d in training mode (outputs,
 gradients and running statistics); the fused MaxBlurPool is the dense max, the padding (circular, or replicate and
-reflect) and the blur convolution (outputs and gradients)."""
+reflect) and the blur convolution (outputs and gradients); the stem convolution is conv2d with one input channel
+(outputs and the weight's gradient)."""
 import contextlib
 import copy
 import shutil
@@ -251,3 +252,62 @@ def test_the_fused_layers_refuse_what_the_unfused_ones_treat_differently():
     z = torch.zeros(1, 1, 2, 2)
     z[0, 0, 0, 1] = float("nan")   # a NaN norm wins, as in torch's argmax
     assert layers.ApsPool(1).subsample(z)[1].item() == 1
+
+
+def _stem_run(conv, x, autocast):
+    """conv(x) under bfloat16 autocast or not, and the weight's gradient of sum(y * probe)."""
+    conv.weight.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
+        y = conv(x)
+    probe = torch.randn(y.shape, generator=torch.Generator().manual_seed(5))
+    (y.float() * probe).sum().backward()
+    return y, conv.weight.grad.clone()
+
+
+@needs_compiler
+@pytest.mark.parametrize("autocast,tol", [(False, 1e-5), (True, 2e-2)])
+@pytest.mark.parametrize("pad_mode", ["zeros", "circular", "reflect", "replicate", "valid"])
+@pytest.mark.parametrize("channels,kernel", [(16, 3), (64, 3), (24, 3), (16, 5)])
+def test_stem_conv_is_torchs_one_channel_convolution(fresh, autocast, tol, pad_mode, channels, kernel):
+    torch.manual_seed(0)
+    valid = pad_mode == "valid"
+    conv = layers.Conv2d(1, channels, kernel, padding=0 if valid else kernel // 2,
+                         padding_mode="zeros" if valid else pad_mode, bias=False)
+    x = torch.randn(6, 1, 11, 13, generator=torch.Generator().manual_seed(1))
+    assert kernels.stem_conv_applies(conv, x)
+    y, dw = _stem_run(conv, x, autocast)
+    with kernels.torch_ops_only():
+        y_ref, dw_ref = _stem_run(conv, x, autocast)
+    assert y.dtype == y_ref.dtype and y.shape == y_ref.shape and y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(y.float(), y_ref.float(), rtol=tol, atol=tol)
+    assert torch.allclose(dw, dw_ref, rtol=tol, atol=tol * dw_ref.abs().max().item())
+
+
+@needs_compiler
+def test_stem_conv_gives_the_same_numbers_for_any_thread_count():
+    torch.manual_seed(0)
+    conv = layers.Conv2d(1, 16, 3, padding=1, padding_mode="circular", bias=False)
+    x = torch.randn(32, 1, 20, 20, generator=torch.Generator().manual_seed(2))
+    runs = []
+    for threads in (1, 2):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            runs.append(_stem_run(conv, x, autocast=True))
+        finally:
+            torch.set_num_threads(before)
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
+def test_stem_conv_is_left_to_torch_where_it_does_not_apply():
+    x = torch.randn(2, 1, 8, 8)
+    conv = layers.Conv2d(1, 16, 3, padding=1, bias=False)
+    assert not kernels.stem_conv_applies(conv, x.clone().requires_grad_())          # the input's gradient is torch's
+    assert not kernels.stem_conv_applies(layers.Conv2d(1, 16, 3, padding=1), x)     # a bias
+    assert not kernels.stem_conv_applies(layers.Conv2d(1, 16, 3, stride=2, bias=False), x)
+    assert not kernels.stem_conv_applies(layers.Conv2d(2, 16, 3, bias=False), x.repeat(1, 2, 1, 1))
+    with torch.autocast("cpu", dtype=torch.float16):
+        assert not kernels.stem_conv_applies(conv, x)
+    x_grad = x.clone().requires_grad_()
+    conv(x_grad).sum().backward()
+    assert x_grad.grad is not None and conv.weight.grad is not None

@@ -22,6 +22,11 @@ the backward. The torch path's choice within rounding: both sum each pixel in fl
 different orders, so two phases whose norms tie to the last bit may resolve differently (exact invariance to circular
 shifts holds for each path, tested).
 
+stem_conv is the first convolution of every network here: one input channel, stride 1, no bias, on an input already
+padded (csrc/stem_conv.cpp): each output pixel's kh * kw taps times a row of C weights, and the weight's gradient
+summed over the batch; oneDNN runs it as a general convolution at a tenth of this CPU's matmul rate. The same function
+as F.conv2d within float rounding (the taps are summed in another order), tested.
+
 $SHIFTLAB_KERNELS=off uses torch's ops only.
 """
 from __future__ import annotations
@@ -41,7 +46,7 @@ from torch import nn
 
 KERNELS_ENV = "SHIFTLAB_KERNELS"
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = [CSRC / name for name in ("dense_max.cpp", "bn_relu.cpp", "maxblur.cpp", "aps.cpp")]
+SOURCES = [CSRC / name for name in ("dense_max.cpp", "bn_relu.cpp", "maxblur.cpp", "aps.cpp", "stem_conv.cpp")]
 FUSED_DTYPES = (torch.float32, torch.bfloat16)   # the maps bn_relu, maxblur and aps compile for
 _torch_only = False
 
@@ -111,7 +116,7 @@ def _runs_compiled(x: torch.Tensor, dtypes: tuple[torch.dtype, ...] | None = Non
 
 @contextmanager
 def torch_ops_only():
-    """Within this block dense_max, bn_relu, MaxBlurPool and APS run torch's ops (for side-by-side measurements)."""
+    """Within this block dense_max, bn_relu, MaxBlurPool, APS and the stem convolution run torch's ops (side by side)."""
     global _torch_only
     before, _torch_only = _torch_only, True
     try:
@@ -228,3 +233,34 @@ def aps(z: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
     """APS_s with the l2 norm, one compiled op: z[n, :, i_n::s, j_n::s] for the phase (i_n, j_n) of largest
     ||z[n, :, i::s, j::s]||_2 (the first on a tie), and the phases i_n * s + j_n: ((N, C, H/s, W/s), (N,))."""
     return _Aps.apply(z, stride)
+
+
+class _StemConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.kernel = weight.shape[-2:]
+        return torch.ops.shiftlab_kernels.stem_conv_forward(x, weight)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        return None, torch.ops.shiftlab_kernels.stem_conv_weight_grad(grad, x, *ctx.kernel)
+
+
+def stem_conv_applies(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    """Whether stem_conv computes conv(x): one input channel, stride 1, no dilation, groups or bias, an input that
+    needs no gradient (a batch of images), float32, or bfloat16 under autocast; kernels built."""
+    autocast = torch.is_autocast_enabled(x.device.type)
+    return (conv.in_channels == 1 and conv.groups == 1 and conv.bias is None and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and not x.requires_grad and x.numel() > 0
+            and (torch.get_autocast_dtype(x.device.type) == torch.bfloat16 if autocast else x.dtype == torch.float32)
+            and _runs_compiled(x, FUSED_DTYPES))
+
+
+def stem_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """y[n, c, i, j] = sum_{a, b} w[c, 0, a, b] x[n, 0, i + a, j + b] (conv2d of a padded one-channel input, stride 1),
+    channels-last; under bfloat16 autocast x and w rounded to bfloat16 first and y bfloat16, as autocast's conv2d."""
+    if torch.is_autocast_enabled(x.device.type):
+        x, weight = x.to(torch.bfloat16), weight.to(torch.bfloat16).float()
+    return _StemConv.apply(x, weight)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels import aps, dense_max, fused_aps_applies, fused_maxblur_applies, maxblur
+from .kernels import aps, dense_max, fused_aps_applies, fused_maxblur_applies, maxblur, stem_conv, stem_conv_applies
 from .runtime import in_fp32
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -84,13 +84,22 @@ def pad2d(x: torch.Tensor, pads: tuple[int, int, int, int], mode: str) -> torch.
 
 
 class Conv2d(nn.Conv2d):
-    """nn.Conv2d whose circular padding keeps channels-last memory (same weights, same outputs)."""
+    """nn.Conv2d whose circular padding keeps channels-last memory, and whose one-channel form on images runs
+    kernels.stem_conv (same weights, same outputs within rounding)."""
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if stem_conv_applies(self, x):
+            return stem_conv(self._padded(x), weight)
         if self.padding_mode != "circular":
             return super()._conv_forward(x, weight, bias)
-        x = circular_pad(x, self._reversed_padding_repeated_twice)
-        return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(self._padded(x), weight, bias, self.stride, 0, self.dilation, self.groups)
+
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        """x padded by the layer's padding in its padding mode (channels-last kept for circular)."""
+        pad = self._reversed_padding_repeated_twice
+        if self.padding_mode == "circular":
+            return circular_pad(x, pad)
+        return F.pad(x, pad, mode="constant" if self.padding_mode == "zeros" else self.padding_mode)
 
 
 def _check_size(size: int) -> int:

@@ -26,37 +26,26 @@
 namespace {
 
 using shiftlab::Io;
+using shiftlab::chunked_sums;
 using shiftlab::dispatch;
 
 constexpr int64_t kChunk = 256;   // pixels per partial sum
 
 // The per-channel constants of one pass: x -> x * scale + shift is the normalised, affine map before the ReLU.
 struct Affine {
-  std::vector<float> mean, invstd, scale, shift;
+  std::vector<float> mean, variance, invstd, scale, shift;
 
-  explicit Affine(int64_t C) : mean(C), invstd(C), scale(C), shift(C) {}
+  explicit Affine(int64_t C) : mean(C), variance(C), invstd(C), scale(C), shift(C) {}
 
   // channel c from its mean m and variance var: invstd = 1 / sqrt(var + eps), scale = w invstd, shift = b - m scale
   void set(int64_t c, float m, double var, float w, float b, double eps) {
     mean[c] = m;
+    variance[c] = static_cast<float>(var);
     invstd[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
     scale[c] = w * invstd[c];
     shift[c] = b - m * scale[c];
   }
 };
-
-// Per-channel sums, over chunks of rows: f(chunk, acc) adds into acc[0 .. n*C); chunks are summed in order in double.
-template <typename F>
-std::vector<double> chunked_sums(int64_t chunks, int64_t width, F f) {
-  std::vector<float> part(chunks * width, 0.f);
-  at::parallel_for(0, chunks, 1, [&](int64_t b, int64_t e) {
-    for (int64_t k = b; k < e; ++k) f(k, part.data() + k * width);
-  });
-  std::vector<double> total(width, 0.0);
-  for (int64_t k = 0; k < chunks; ++k)
-    for (int64_t i = 0; i < width; ++i) total[i] += part[k * width + i];
-  return total;
-}
 
 // ---- statistics: sum of (x - x0) and of its square, x0 the first pixel (a shift against cancellation) ----
 template <typename T, int64_t CC>
@@ -261,9 +250,7 @@ struct Forward {
     S* dst = reinterpret_cast<S*>(y.data_ptr());
     const Affine a = batch_affine<T, CC>(src, rows, C, w.const_data_ptr<float>(), b.const_data_ptr<float>(), eps);
     mean = a.mean;
-    var.resize(C);
-    for (int64_t c = 0; c < C; ++c)
-      var[c] = static_cast<float>(1.0 / (static_cast<double>(a.invstd[c]) * a.invstd[c]) - eps);
+    var = a.variance;
     if (!pool) {
       at::parallel_for(0, rows, kChunk, [&](int64_t r0, int64_t r1) {
         normalise_rows<T, CC>(src, dst, r0, r1, C, a.scale.data(), a.shift.data());

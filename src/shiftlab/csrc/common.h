@@ -4,9 +4,11 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace shiftlab {
 
@@ -75,6 +77,20 @@ inline A won_gradient(A g3, uint8_t k3, A g2, uint8_t k2, A g1, uint8_t k1, A g0
   acc += k1 == 1 ? g1 : A(0);
   acc += k0 == 0 ? g0 : A(0);
   return acc;
+}
+
+// Sums over chunks of rows: f(chunk, acc) adds into acc[0 .. width); each chunk sums in float, the chunks are summed
+// in order in double, so the result is the same for any thread count.
+template <typename F>
+std::vector<double> chunked_sums(int64_t chunks, int64_t width, F f) {
+  std::vector<float> part(chunks * width, 0.f);
+  at::parallel_for(0, chunks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) f(k, part.data() + k * width);
+  });
+  std::vector<double> total(width, 0.0);
+  for (int64_t k = 0; k < chunks; ++k)
+    for (int64_t i = 0; i < width; ++i) total[i] += part[k * width + i];
+  return total;
 }
 
 // ---- dispatch: K<T, CC>::run(args...) for the map's dtype and channel count ----

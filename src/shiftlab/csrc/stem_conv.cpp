@@ -1,0 +1,212 @@
+// The first convolution of every network here: one input channel (a grey image), stride 1, no bias, on an input
+// already padded; forward and the weight's gradient, on CPU maps, the output channels-last.
+//
+// oneDNN runs a one-channel convolution as a general one and reaches a tenth of this CPU's matmul rate on it (the
+// canvas networks spent 15 % of a training step there). Here each output pixel is a sum of kh * kw input pixels
+// times a row of C weights, the loop over C innermost (C a compile-time constant 16, 32 or 64, so it vectorises;
+// any other C takes the generic loop); the weight's gradient sums the same products over the batch in float per
+// fixed chunk of rows and in double across chunks, in order, so every result is the same for any thread count. The
+// input's gradient is not computed: the layer calls this only on an input that needs none (kernels.stem_conv_applies).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common.h"
+
+namespace {
+
+using shiftlab::chunked_sums;
+using shiftlab::dispatch;
+using shiftlab::F16;
+using shiftlab::Io;
+
+typedef uint16_t U16 __attribute__((vector_size(32)));   // 16 bfloat16 values
+typedef uint32_t U32 __attribute__((vector_size(64)));
+
+constexpr int64_t kChunkPixels = 256;   // output pixels (whole rows) per partial sum of the weight's gradient
+
+// the weights (C, 1, kh, kw) as taps (kh * kw, C): tap k's row of C weights is contiguous
+std::vector<float> taps_by_position(const at::Tensor& w) {
+  const int64_t C = w.size(0), K = w.size(2) * w.size(3);
+  const auto wf = w.to(at::kFloat).contiguous();
+  const float* src = wf.const_data_ptr<float>();
+  std::vector<float> taps(K * C);
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t k = 0; k < K; ++k) taps[k * C + c] = src[c * K + k];
+  return taps;
+}
+
+// One output pixel's C sums, or the weight gradient's products at one pixel, with C = CC a multiple of 16 and a 3x3
+// kernel: sixteen channels per vector register, the nine taps unrolled.
+// 16 floats to 16 values of the map's dtype: bfloat16 rounded to nearest even in integer lanes, as Io::store
+inline void store16(F16 v, float* out) { std::memcpy(out, &v, sizeof(v)); }
+inline void store16(F16 v, uint16_t* out) {
+  U32 u;
+  std::memcpy(&u, &v, sizeof(u));
+  const U16 h = __builtin_convertvector((u + 0x7FFF + ((u >> 16) & 1)) >> 16, U16);
+  std::memcpy(out, &h, sizeof(h));
+}
+
+template <typename T, int64_t CC>
+struct Vec3x3 {
+  static constexpr int64_t L = CC / 16;
+
+  // out[0 .. CC) = sum_{a, b} taps[a * 3 + b] x[a * Wp + b], the taps in row-major order (x: three rows in float)
+  static void pixel(const float* x, int64_t Wp, const F16* taps, typename Io<T>::S* out) {
+    F16 acc[L] = {};
+    for (int64_t a = 0; a < 3; ++a)
+      for (int64_t b = 0; b < 3; ++b)
+        for (int64_t l = 0; l < L; ++l) acc[l] += taps[(a * 3 + b) * L + l] * x[a * Wp + b];
+    for (int64_t l = 0; l < L; ++l) store16(acc[l], out + l * 16);
+  }
+
+  // acc[(a * 3 + b) * L + l] += g[l] * x[a * Wp + b] (x: three rows in float)
+  static void products(const float* x, int64_t Wp, const typename Io<T>::S* gp, F16* acc) {
+    F16 g[L];
+    for (int64_t l = 0; l < L; ++l)
+      for (int i = 0; i < 16; ++i) g[l][i] = Io<T>::load(gp[l * 16 + i]);
+    for (int64_t a = 0; a < 3; ++a)
+      for (int64_t b = 0; b < 3; ++b)
+        for (int64_t l = 0; l < L; ++l) acc[(a * 3 + b) * L + l] += g[l] * x[a * Wp + b];
+  }
+};
+
+// rows[0 .. 3 Wp) = the three input rows from top, in float
+template <typename T>
+void rows_as_float(const typename Io<T>::S* top, int64_t Wp, float* rows) {
+  for (int64_t k = 0; k < 3 * Wp; ++k) rows[k] = Io<T>::load(top[k]);
+}
+
+template <int64_t CC>
+constexpr bool kVector = CC > 0 && CC % 16 == 0;
+
+// y (N, H, W, C): y[n, i, j, c] = sum_{a, b} w[c, a, b] x[n, i + a, j + b], the taps in row-major order
+template <typename T, int64_t CC>
+struct Forward {
+  static void run(const at::Tensor& xs, const std::vector<float>& taps, int64_t kh, int64_t kw, int64_t C_,
+                  at::Tensor& y) {
+    using S = typename Io<T>::S;
+    const int64_t C = CC > 0 ? CC : C_;
+    const int64_t Hp = xs.size(2), Wp = xs.size(3), H = Hp - kh + 1, W = Wp - kw + 1;
+    const S* src = reinterpret_cast<const S*>(xs.const_data_ptr());
+    S* dst = reinterpret_cast<S*>(y.data_ptr());
+    const bool vec = kVector<CC> && kh == 3 && kw == 3;
+    std::vector<F16> vtaps(vec ? taps.size() / 16 : 0);
+    if (vec) std::memcpy(vtaps.data(), taps.data(), taps.size() * sizeof(float));
+    at::parallel_for(0, xs.size(0) * H, 1, [&](int64_t r0, int64_t r1) {
+      std::vector<float> acc(C), rows(3 * Wp);
+      for (int64_t r = r0; r < r1; ++r) {
+        const S* top = src + (r / H) * Hp * Wp + (r % H) * Wp;
+        S* out = dst + r * W * C;
+        if constexpr (kVector<CC>) {
+          if (vec) {
+            rows_as_float<T>(top, Wp, rows.data());
+            for (int64_t j = 0; j < W; ++j) Vec3x3<T, CC>::pixel(rows.data() + j, Wp, vtaps.data(), out + j * C);
+            continue;
+          }
+        }
+        for (int64_t j = 0; j < W; ++j) {
+          std::fill(acc.begin(), acc.end(), 0.f);
+          for (int64_t p = 0; p < kh; ++p)
+            for (int64_t q = 0; q < kw; ++q) {
+              const float v = Io<T>::load(top[p * Wp + j + q]);
+              const float* wk = taps.data() + (p * kw + q) * C;
+              for (int64_t c = 0; c < C; ++c) acc[c] += wk[c] * v;
+            }
+          for (int64_t c = 0; c < C; ++c) out[j * C + c] = Io<T>::store(acc[c]);
+        }
+      }
+    });
+  }
+};
+
+// dw[c, a, b] = sum_{n, i, j} g[n, i, j, c] x[n, i + a, j + b]
+template <typename T, int64_t CC>
+struct WeightGrad {
+  static void run(const at::Tensor& gs, const at::Tensor& xs, int64_t kh, int64_t kw, std::vector<double>& total) {
+    using S = typename Io<T>::S;
+    const int64_t N = gs.size(0), C = CC > 0 ? CC : gs.size(1), H = gs.size(2), W = gs.size(3);
+    const int64_t Hp = xs.size(2), Wp = xs.size(3), K = kh * kw;
+    const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkPixels / W);
+    const int64_t chunks = (N * H + rows_per_chunk - 1) / rows_per_chunk;
+    const S* src = reinterpret_cast<const S*>(xs.const_data_ptr());
+    const S* gy = reinterpret_cast<const S*>(gs.const_data_ptr());
+    const bool vec = kVector<CC> && kh == 3 && kw == 3;
+    total = chunked_sums(chunks, K * C, [&](int64_t k, float* acc) {
+      const int64_t r0 = k * rows_per_chunk, r1 = std::min(N * H, (k + 1) * rows_per_chunk);
+      if constexpr (kVector<CC>) {
+        if (vec) {
+          F16 vacc[9 * CC / 16] = {};
+          std::vector<float> rows(3 * Wp);
+          for (int64_t r = r0; r < r1; ++r) {
+            rows_as_float<T>(src + (r / H) * Hp * Wp + (r % H) * Wp, Wp, rows.data());
+            for (int64_t j = 0; j < W; ++j) Vec3x3<T, CC>::products(rows.data() + j, Wp, gy + (r * W + j) * C, vacc);
+          }
+          std::memcpy(acc, vacc, sizeof(vacc));
+          return;
+        }
+      }
+      for (int64_t r = r0; r < r1; ++r) {
+        const S* top = src + (r / H) * Hp * Wp + (r % H) * Wp;
+        for (int64_t j = 0; j < W; ++j)
+          for (int64_t p = 0; p < kh; ++p)
+            for (int64_t q = 0; q < kw; ++q) {
+              const float v = Io<T>::load(top[p * Wp + j + q]);
+              float* ak = acc + (p * kw + q) * C;
+              for (int64_t c = 0; c < C; ++c) ak[c] += Io<T>::load(gy[(r * W + j) * C + c]) * v;
+            }
+      }
+    });
+  }
+};
+
+void check_input(const at::Tensor& x, const at::Tensor& w) {
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == 1 && x.numel() > 0, "stem_conv: expected a non-empty (N, 1, H, W) input, "
+              "got ", x.sizes());
+  TORCH_CHECK(w.dim() == 4 && w.size(1) == 1 && w.size(0) > 0 && w.size(2) <= x.size(2) && w.size(3) <= x.size(3),
+              "stem_conv: expected (C, 1, kh, kw) weights no larger than the input ", x.sizes(), ", got ", w.sizes());
+}
+
+// Returns y = conv2d(x, w) (no padding, stride 1) in x's dtype, channels-last; sums in float.
+at::Tensor stem_conv_forward(const at::Tensor& x, const at::Tensor& w) {
+  check_input(x, w);
+  const int64_t N = x.size(0), C = w.size(0), kh = w.size(2), kw = w.size(3);
+  const auto xs = x.contiguous();
+  auto y = at::empty({N, x.size(2) - kh + 1, x.size(3) - kw + 1, C}, x.options());
+  dispatch<Forward>(x.scalar_type(), C, xs, taps_by_position(w), kh, kw, C, y);
+  return y.permute({0, 3, 1, 2});
+}
+
+// Returns the gradient (C, 1, kh, kw), float32, of sum(grad * stem_conv_forward(x, w)) with respect to w.
+at::Tensor stem_conv_weight_grad(const at::Tensor& grad, const at::Tensor& x, int64_t kh, int64_t kw) {
+  TORCH_CHECK(grad.dim() == 4 && x.dim() == 4 && x.size(1) == 1 && grad.size(0) == x.size(0) &&
+              grad.size(2) == x.size(2) - kh + 1 && grad.size(3) == x.size(3) - kw + 1 &&
+              grad.scalar_type() == x.scalar_type(), "stem_conv_weight_grad: the gradient ", grad.sizes(), " ",
+              grad.scalar_type(), " does not match the input ", x.sizes(), " ", x.scalar_type(), " and a ", kh, "x", kw,
+              " kernel");
+  const int64_t C = grad.size(1), K = kh * kw;
+  const auto gs = grad.contiguous(at::MemoryFormat::ChannelsLast), xs = x.contiguous();
+  std::vector<double> total;
+  dispatch<WeightGrad>(grad.scalar_type(), C, gs, xs, kh, kw, total);
+  auto dw = at::empty({C, 1, kh, kw}, grad.options().dtype(at::kFloat));
+  float* out = dw.data_ptr<float>();
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t k = 0; k < K; ++k) out[c * K + k] = static_cast<float>(total[k * C + c]);
+  return dw;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(shiftlab_kernels, m) {
+  m.def("stem_conv_forward(Tensor x, Tensor w) -> Tensor");
+  m.def("stem_conv_weight_grad(Tensor grad, Tensor x, int kh, int kw) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(shiftlab_kernels, CPU, m) {
+  m.impl("stem_conv_forward", &stem_conv_forward);
+  m.impl("stem_conv_weight_grad", &stem_conv_weight_grad);
+}
