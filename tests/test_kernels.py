@@ -311,3 +311,65 @@ def test_stem_conv_is_left_to_torch_where_it_does_not_apply():
     x_grad = x.clone().requires_grad_()
     conv(x_grad).sum().backward()
     assert x_grad.grad is not None and conv.weight.grad is not None
+
+
+def _first_block_run(block, x, pool, autocast):
+    """The first block's output under bfloat16 autocast or not, the gradients of sum(y * probe) for its parameters,
+    and BN's running statistics afterwards."""
+    block.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
+        y = block(x, pool=pool)
+    probe = torch.randn(y.shape, generator=torch.Generator().manual_seed(5))
+    (y.float() * probe).sum().backward()
+    return y, [p.grad.clone() for p in block.parameters()], [block[1].running_mean.clone(), block[1].running_var.clone()]
+
+
+@needs_compiler
+@pytest.mark.parametrize("autocast,tol", [(False, 1e-4), (True, 3e-2)])
+@pytest.mark.parametrize("pool", [True, False])
+@pytest.mark.parametrize("pad_mode,channels", [("circular", 16), ("zeros", 32), ("reflect", 64), ("valid", 16)])
+def test_the_fused_first_block_is_conv_then_bn_relu_and_pool(fresh, autocast, tol, pool, pad_mode, channels):
+    from shiftlab import models
+    torch.manual_seed(0)
+    block = models.ConvBNReLU(1, channels, pad_mode).train()
+    x = torch.randn(6, 1, 14, 10, generator=torch.Generator().manual_seed(1))
+    assert kernels.fused_stem_applies(block[0], block[1], x, pool)
+    start = copy.deepcopy(block.state_dict())
+    y, grads, stats = _first_block_run(block, x, pool, autocast)
+    block.load_state_dict(start)
+    with kernels.torch_ops_only():
+        y_ref, grads_ref, stats_ref = _first_block_run(block, x, pool, autocast)
+    assert y.dtype == y_ref.dtype and y.shape == y_ref.shape and y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(y.float(), y_ref.float(), rtol=tol, atol=tol)
+    for got, want in zip(grads, grads_ref):
+        assert torch.allclose(got, want, rtol=tol, atol=tol * want.abs().max().item())
+    for got, want in zip(stats, stats_ref):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@needs_compiler
+def test_the_fused_first_block_gives_the_same_numbers_for_any_thread_count():
+    from shiftlab import models
+    torch.manual_seed(0)
+    block = models.ConvBNReLU(1, 16, "circular").train()
+    x = torch.randn(16, 1, 20, 20, generator=torch.Generator().manual_seed(2))
+    start, runs = copy.deepcopy(block.state_dict()), []
+    for threads in (1, 2):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            block.load_state_dict(start)
+            y, grads, stats = _first_block_run(block, x, True, autocast=True)
+        finally:
+            torch.set_num_threads(before)
+        runs.append([y, *grads, *stats])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_the_fused_first_block_is_left_to_torch_where_it_does_not_apply():
+    from shiftlab import models
+    x = torch.randn(2, 1, 8, 8)
+    assert not kernels.fused_stem_applies(*models.ConvBNReLU(1, 24, "zeros"), x, False)        # 24 channels
+    assert not kernels.fused_stem_applies(*models.ConvBNReLU(1, 16, "zeros").eval(), x, False)  # running statistics
+    assert not kernels.fused_stem_applies(*models.ConvBNReLU(1, 16, "valid"), torch.randn(2, 1, 9, 9), True)  # odd
+    assert not kernels.fused_stem_applies(*models.ConvBNReLU(2, 16, "zeros"), x.repeat(1, 2, 1, 1), False)

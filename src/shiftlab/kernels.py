@@ -25,7 +25,9 @@ shifts holds for each path, tested).
 stem_conv is the first convolution of every network here: one input channel, stride 1, no bias, on an input already
 padded (csrc/stem_conv.cpp): each output pixel's kh * kw taps times a row of C weights, and the weight's gradient
 summed over the batch; oneDNN runs it as a general convolution at a tenth of this CPU's matmul rate. The same function
-as F.conv2d within float rounding (the taps are summed in another order), tested.
+as F.conv2d within float rounding (the taps are summed in another order), tested. In training, stem_bn_relu runs the
+whole first block (the stem conv, bn_relu and the pool) as one op that never stores the conv's output, the largest map
+of the network: each pass recomputes it from the one-channel input (csrc/bn_relu.cpp).
 
 $SHIFTLAB_KERNELS=off uses torch's ops only.
 """
@@ -264,3 +266,40 @@ def stem_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     if torch.is_autocast_enabled(x.device.type):
         x, weight = x.to(torch.bfloat16), weight.to(torch.bfloat16).float()
     return _StemConv.apply(x, weight)
+
+
+class _StemBNReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, conv_w: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+                pool: bool):
+        y, mean, var = torch.ops.shiftlab_kernels.stem_bn_relu_forward(x, conv_w, weight, bias, eps, pool)
+        ctx.save_for_backward(x, conv_w, mean, var, weight, bias)
+        ctx.eps, ctx.pool = eps, pool
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor, _mean, _var):
+        x, conv_w, mean, var, weight, bias = ctx.saved_tensors
+        dconv, dw, db = torch.ops.shiftlab_kernels.stem_bn_relu_backward(grad, x, conv_w, mean, var, weight, bias,
+                                                                         ctx.eps, ctx.pool)
+        return None, dconv, dw, db, None, None
+
+
+def fused_stem_applies(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, pool: bool) -> bool:
+    """Whether stem_bn_relu computes the first block bn_relu(conv(x), bn, pool) in one op: stem_conv applies, a 3x3
+    kernel, a multiple of 16 output channels, batch statistics (training), and an even output when pooled."""
+    out = [x.size(d) + 2 * conv.padding[d - 2] - 2 for d in (2, 3)] if x.dim() == 4 else [0, 0]
+    return (stem_conv_applies(conv, x) and conv.kernel_size == (3, 3) and conv.out_channels % 16 == 0
+            and bn.training and bn.affine and bn.track_running_stats and min(out) > 0
+            and not (pool and (out[0] % 2 or out[1] % 2)))
+
+
+def stem_bn_relu(x: torch.Tensor, conv_w: torch.Tensor, bn: nn.BatchNorm2d, pool: bool) -> torch.Tensor:
+    """ReLU(bn(z)), pooled: MaxPool_{2,2} of it, for z = stem_conv(x, conv_w) (x padded), in one compiled op that
+    never stores z: each pass recomputes it from the one-channel input (z and bn's backward rounded as stored)."""
+    if torch.is_autocast_enabled(x.device.type):
+        x, conv_w = x.to(torch.bfloat16), conv_w.to(torch.bfloat16).float()
+    y, mean, var = _StemBNReLU.apply(x, conv_w, bn.weight, bn.bias, bn.eps, pool)
+    _update_running_stats(bn, mean, var, x.size(0) * (x.size(2) - 2) * (x.size(3) - 2))
+    return y

@@ -89,12 +89,12 @@ class Conv2d(nn.Conv2d):
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if stem_conv_applies(self, x):
-            return stem_conv(self._padded(x), weight)
+            return stem_conv(self.padded(x), weight)
         if self.padding_mode != "circular":
             return super()._conv_forward(x, weight, bias)
-        return F.conv2d(self._padded(x), weight, bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(self.padded(x), weight, bias, self.stride, 0, self.dilation, self.groups)
 
-    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+    def padded(self, x: torch.Tensor) -> torch.Tensor:
         """x padded by the layer's padding in its padding mode (channels-last kept for circular)."""
         pad = self._reversed_padding_repeated_twice
         if self.padding_mode == "circular":

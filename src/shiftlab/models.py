@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import NORMALISATION
-from .kernels import bn_relu
+from .kernels import bn_relu, fused_stem_applies, stem_bn_relu
 from .layers import FILTER_SIZES, ApsPool, BlurPool, Conv2d, ConvBlurPool, MaxApsPool, MaxBlurPool
 
 APS_KINDS = ("maxaps", "convaps")
@@ -117,8 +117,11 @@ class ConvBNReLU(nn.Sequential):
         )
 
     def forward(self, x: torch.Tensor, pool: bool = False) -> torch.Tensor:
-        """ReLU . BN . Conv(x); pooled: MaxPool_{2,2} of it."""
-        return self[1](self[0](x), pool=pool)
+        """ReLU . BN . Conv(x); pooled: MaxPool_{2,2} of it (the first block of a network in training: one op)."""
+        conv, bn = self[0], self[1]
+        if fused_stem_applies(conv, bn, x, pool):
+            return stem_bn_relu(conv.padded(x), conv.weight, bn, pool)
+        return bn(conv(x), pool=pool)
 
 
 def _is_max_2x2(layer: nn.Module) -> bool:

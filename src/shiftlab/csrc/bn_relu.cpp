@@ -22,9 +22,11 @@
 #include <vector>
 
 #include "common.h"
+#include "stem.h"
 
 namespace {
 
+using shiftlab::F16;
 using shiftlab::Io;
 using shiftlab::chunked_sums;
 using shiftlab::dispatch;
@@ -63,6 +65,18 @@ void moments_rows(const typename Io<T>::S* __restrict__ x, int64_t r0, int64_t r
   }
 }
 
+// the batch's affine map from s = (sum (x - x0), sum (x - x0)^2) per channel over `rows` values
+Affine affine_from_moments(const std::vector<double>& s, const std::vector<float>& x0, int64_t rows, const float* w,
+                           const float* b, double eps) {
+  const int64_t C = x0.size();
+  Affine a(C);
+  for (int64_t c = 0; c < C; ++c) {
+    const double m1 = s[c] / rows;
+    a.set(c, static_cast<float>(x0[c] + m1), std::max(s[C + c] / rows - m1 * m1, 0.0), w[c], b[c], eps);
+  }
+  return a;
+}
+
 template <typename T, int64_t CC>
 Affine batch_affine(const typename Io<T>::S* x, int64_t rows, int64_t C, const float* w, const float* b, double eps) {
   std::vector<float> x0(C);
@@ -71,12 +85,7 @@ Affine batch_affine(const typename Io<T>::S* x, int64_t rows, int64_t C, const f
   const auto s = chunked_sums(chunks, 2 * C, [&](int64_t k, float* acc) {
     moments_rows<T, CC>(x, k * kChunk, std::min(rows, (k + 1) * kChunk), C, x0.data(), acc);
   });
-  Affine a(C);
-  for (int64_t c = 0; c < C; ++c) {
-    const double m1 = s[c] / rows;
-    a.set(c, static_cast<float>(x0[c] + m1), std::max(s[C + c] / rows - m1 * m1, 0.0), w[c], b[c], eps);
-  }
-  return a;
+  return affine_from_moments(s, x0, rows, w, b, eps);
 }
 
 Affine given_affine(const float* mean, const float* var, const float* w, const float* b, int64_t C, double eps) {
@@ -267,6 +276,23 @@ struct Forward {
   }
 };
 
+// From s = (sum g, sum g (x - mean)) per channel over `rows` values: dbias = sum g, dweight = sum g * xhat, and
+// dx = w * invstd * (g - dbias / M - xhat * dweight / M) = ka g + kb x + kc
+void input_grad_coefficients(const std::vector<double>& s, const Affine& a, const float* w, int64_t rows,
+                             std::vector<float>& ka, std::vector<float>& kb, std::vector<float>& kc,
+                             std::vector<float>& dw, std::vector<float>& db) {
+  const int64_t C = a.mean.size();
+  for (auto* v : {&ka, &kb, &kc, &dw, &db}) v->resize(C);
+  for (int64_t c = 0; c < C; ++c) {
+    const double invstd = a.invstd[c], k = w[c] * invstd;
+    db[c] = static_cast<float>(s[c]);
+    dw[c] = static_cast<float>(s[C + c] * invstd);
+    ka[c] = static_cast<float>(k);
+    kb[c] = static_cast<float>(-k * invstd * invstd * s[C + c] / rows);
+    kc[c] = static_cast<float>(-k * s[c] / rows + k * invstd * invstd * s[C + c] / rows * a.mean[c]);
+  }
+}
+
 // the output gradient gy and x -> dx (N, H, W, C), dweight and dbias
 template <typename T, int64_t CC>
 struct Backward {
@@ -289,18 +315,8 @@ struct Backward {
         : chunked_sums((rows + kChunk - 1) / kChunk, 2 * C, [&](int64_t k, float* acc) {
             grad_moments_rows<T, CC>(src, gy, k * kChunk, std::min(rows, (k + 1) * kChunk), C, sc, sh, mu, acc);
           });
-    // dbias = sum g, dweight = sum g * xhat, dx = w * invstd * (g - dbias / M - xhat * dweight / M) = ka g + kb x + kc
-    std::vector<float> ka(C), kb(C), kc(C);
-    dw.resize(C);
-    db.resize(C);
-    for (int64_t c = 0; c < C; ++c) {
-      const double invstd = a.invstd[c], k = w.const_data_ptr<float>()[c] * invstd;
-      db[c] = static_cast<float>(s[c]);
-      dw[c] = static_cast<float>(s[C + c] * invstd);
-      ka[c] = static_cast<float>(k);
-      kb[c] = static_cast<float>(-k * invstd * invstd * s[C + c] / rows);
-      kc[c] = static_cast<float>(-k * s[c] / rows + k * invstd * invstd * s[C + c] / rows * a.mean[c]);
-    }
+    std::vector<float> ka, kb, kc;
+    input_grad_coefficients(s, a, w.const_data_ptr<float>(), rows, ka, kb, kc, dw, db);
     if (!pool) {
       at::parallel_for(0, rows, kChunk, [&](int64_t r0, int64_t r1) {
         grad_input_rows<T, CC>(src, gy, dst, r0, r1, C, sc, sh, ka.data(), kb.data(), kc.data());
@@ -348,15 +364,261 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward(const at::Tensor
   return {dx.permute({0, 3, 1, 2}), from_vector(dw, x), from_vector(db, x)};
 }
 
+
+// ---- the first block fused: ReLU . BN . Conv_{1->C, 3x3} [then MaxPool2d(2, 2)], on a padded one-channel input ----
+//
+// The conv's output z is never stored: every pass recomputes it from the input (nine taps per pixel, C channels in
+// vector registers), rounded to the map's dtype as the conv would store it. The forward makes two passes (moments,
+// output), the backward two (the gradient's moments, then the conv weight's gradient from dz = ka g + kb z + kc,
+// rounded to the map's dtype as BN's backward would store it). For C a multiple of 16 (kernels.fused_stem_applies).
+
+inline F16 vmax(F16 a, F16 b) { return a < b ? b : a; }   // std::max, lane by lane
+inline F16 vrelu(F16 v) { return v > 0.f ? v : F16{}; }
+
+template <typename T, int64_t CC>
+struct Stem {
+  static constexpr int64_t L = CC / 16;
+  using S = typename Io<T>::S;
+
+  // z at the pixel whose 3x3 window starts at x (rows in float)
+  static void conv(const float* x, int64_t Wp, const F16* taps, F16* z) {
+    shiftlab::conv3x3<L>(x, Wp, taps, z);
+    for (int64_t l = 0; l < L; ++l) z[l] = shiftlab::as_stored<T>(z[l]);
+  }
+
+  // the gradients g0..g3 before the ReLU of a 2x2 window (top-left, top-right, bottom-left, bottom-right) from its
+  // z values, as window_grads: gy to the first of the largest ReLU outputs when it is positive
+  static void window(const F16* z0, const F16* z1, const F16* z2, const F16* z3, const F16* sc, const F16* sh,
+                     const F16* gy, F16* g0, F16* g1, F16* g2, F16* g3) {
+    for (int64_t l = 0; l < L; ++l) {
+      const F16 v0 = shiftlab::as_stored<T>(vrelu(z0[l] * sc[l] + sh[l]));
+      const F16 v1 = shiftlab::as_stored<T>(vrelu(z1[l] * sc[l] + sh[l]));
+      const F16 v2 = shiftlab::as_stored<T>(vrelu(z2[l] * sc[l] + sh[l]));
+      const F16 v3 = shiftlab::as_stored<T>(vrelu(z3[l] * sc[l] + sh[l]));
+      const F16 m = vmax(vmax(v0, v1), vmax(v2, v3));
+      const F16 g = m > 0.f ? gy[l] : F16{};
+      const auto w0 = v0 == m, w1 = ~w0 & (v1 == m), w2 = ~w0 & ~w1 & (v2 == m), w3 = ~w0 & ~w1 & ~w2;
+      g0[l] = w0 ? g : F16{};
+      g1[l] = w1 ? g : F16{};
+      g2[l] = w2 ? g : F16{};
+      g3[l] = w3 ? g : F16{};
+    }
+  }
+};
+
+std::vector<F16> vectors_of(const std::vector<float>& v) { return shiftlab::as_vectors(v); }
+
+template <typename T, int64_t CC>
+struct StemForward {
+  static void run(const at::Tensor& xs, const std::vector<float>& taps, const at::Tensor& w, const at::Tensor& b,
+                  double eps, bool pool, at::Tensor& y, std::vector<float>& mean, std::vector<float>& var) {
+    if constexpr (CC > 0 && CC % 16 == 0) {
+      using K = Stem<T, CC>;
+      constexpr int64_t L = K::L;
+      using S = typename K::S;
+      const int64_t N = xs.size(0), Hp = xs.size(2), Wp = xs.size(3), H = Hp - 2, W = Wp - 2;
+      const S* src = reinterpret_cast<const S*>(xs.const_data_ptr());
+      S* dst = reinterpret_cast<S*>(y.data_ptr());
+      const std::vector<F16> vt = shiftlab::as_vectors(taps);
+      std::vector<float> first(3 * Wp), x0(CC);
+      shiftlab::rows_as_float<T>(src, Wp, 3, first.data());
+      F16 z0[L];
+      K::conv(first.data(), Wp, vt.data(), z0);
+      std::memcpy(x0.data(), z0, sizeof(z0));
+      const int64_t per = std::max<int64_t>(1, kChunk / W), chunks = (N * H + per - 1) / per;
+      const auto s = chunked_sums(chunks, 2 * CC, [&](int64_t k, float* acc) {
+        F16 s1[L] = {}, s2[L] = {}, z[L];
+        std::vector<float> rows(3 * Wp);
+        for (int64_t r = k * per; r < std::min(N * H, (k + 1) * per); ++r) {
+          shiftlab::rows_as_float<T>(src + (r / H) * Hp * Wp + (r % H) * Wp, Wp, 3, rows.data());
+          for (int64_t j = 0; j < W; ++j) {
+            K::conv(rows.data() + j, Wp, vt.data(), z);
+            for (int64_t l = 0; l < L; ++l) {
+              const F16 d = z[l] - z0[l];
+              s1[l] += d;
+              s2[l] += d * d;
+            }
+          }
+        }
+        std::memcpy(acc, s1, sizeof(s1));
+        std::memcpy(acc + CC, s2, sizeof(s2));
+      });
+      const Affine a = affine_from_moments(s, x0, N * H * W, w.const_data_ptr<float>(), b.const_data_ptr<float>(), eps);
+      mean = a.mean;
+      var = a.variance;
+      const std::vector<F16> sc = vectors_of(a.scale), sh = vectors_of(a.shift);
+      const int64_t Ho = pool ? H / 2 : H, Wo = pool ? W / 2 : W, span = pool ? 4 : 3;
+      at::parallel_for(0, N * Ho, 1, [&](int64_t k0, int64_t k1) {
+        std::vector<float> rows(span * Wp);
+        F16 z[4][L], v[L];
+        for (int64_t k = k0; k < k1; ++k) {
+          const int64_t n = k / Ho, i = (k % Ho) * (pool ? 2 : 1);
+          shiftlab::rows_as_float<T>(src + n * Hp * Wp + i * Wp, Wp, span, rows.data());
+          S* out = dst + k * Wo * CC;
+          for (int64_t j = 0; j < Wo; ++j) {
+            if (pool) {
+              for (int64_t p = 0; p < 4; ++p) K::conv(rows.data() + (p / 2) * Wp + 2 * j + p % 2, Wp, vt.data(), z[p]);
+              for (int64_t l = 0; l < L; ++l)
+                v[l] = vrelu(vmax(vmax(z[0][l] * sc[l] + sh[l], z[1][l] * sc[l] + sh[l]),
+                                  vmax(z[2][l] * sc[l] + sh[l], z[3][l] * sc[l] + sh[l])));
+            } else {
+              K::conv(rows.data() + j, Wp, vt.data(), z[0]);
+              for (int64_t l = 0; l < L; ++l) v[l] = vrelu(z[0][l] * sc[l] + sh[l]);
+            }
+            for (int64_t l = 0; l < L; ++l) shiftlab::store16(v[l], out + j * CC + l * 16);
+          }
+        }
+      });
+    } else {
+      TORCH_CHECK(false, "stem_bn_relu: the channel count must be a multiple of 16");
+    }
+  }
+};
+
+template <typename T, int64_t CC>
+struct StemBackward {
+  static void run(const at::Tensor& gs, const at::Tensor& xs, const std::vector<float>& taps, const at::Tensor& m,
+                  const at::Tensor& v, const at::Tensor& w, const at::Tensor& b, double eps, bool pool,
+                  std::vector<double>& dconv, std::vector<float>& dw, std::vector<float>& db) {
+    if constexpr (CC > 0 && CC % 16 == 0) {
+      using K = Stem<T, CC>;
+      constexpr int64_t L = K::L;
+      using S = typename K::S;
+      const int64_t N = xs.size(0), Hp = xs.size(2), Wp = xs.size(3), H = Hp - 2, W = Wp - 2;
+      const int64_t Ho = pool ? H / 2 : H, Wo = pool ? W / 2 : W, span = pool ? 4 : 3, px = pool ? 4 : 1;
+      const S* src = reinterpret_cast<const S*>(xs.const_data_ptr());
+      const S* gy = reinterpret_cast<const S*>(gs.const_data_ptr());
+      const std::vector<F16> vt = shiftlab::as_vectors(taps);
+      const Affine a = given_affine(m.const_data_ptr<float>(), v.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                                    b.const_data_ptr<float>(), CC, eps);
+      const std::vector<F16> sc = vectors_of(a.scale), sh = vectors_of(a.shift), mu = vectors_of(a.mean);
+      // each output pixel's input pixels: z and the gradient g before the ReLU (4 when pooled)
+      auto pixel_grads = [&](const float* rows, int64_t k, int64_t j, F16 (*z)[L], F16 (*g)[L]) {
+        F16 gv[L];
+        for (int64_t l = 0; l < L; ++l) gv[l] = shiftlab::load16<T>(gy + (k * Wo + j) * CC + l * 16);
+        if (pool) {
+          for (int64_t p = 0; p < 4; ++p) K::conv(rows + (p / 2) * Wp + 2 * j + p % 2, Wp, vt.data(), z[p]);
+          K::window(z[0], z[1], z[2], z[3], sc.data(), sh.data(), gv, g[0], g[1], g[2], g[3]);
+        } else {
+          K::conv(rows + j, Wp, vt.data(), z[0]);
+          for (int64_t l = 0; l < L; ++l) g[0][l] = z[0][l] * sc[l] + sh[l] > 0.f ? gv[l] : F16{};
+        }
+      };
+      auto input_rows = [&](int64_t k, float* rows) {
+        const int64_t n = k / Ho, i = (k % Ho) * (pool ? 2 : 1);
+        shiftlab::rows_as_float<T>(src + n * Hp * Wp + i * Wp, Wp, span, rows);
+      };
+      const int64_t per = std::max<int64_t>(1, kChunk / (Wo * px)), chunks = (N * Ho + per - 1) / per;
+      const auto s = chunked_sums(chunks, 2 * CC, [&](int64_t c, float* acc) {
+        F16 s1[L] = {}, s2[L] = {}, z[4][L], g[4][L];
+        std::vector<float> rows(span * Wp);
+        for (int64_t k = c * per; k < std::min(N * Ho, (c + 1) * per); ++k) {
+          input_rows(k, rows.data());
+          for (int64_t j = 0; j < Wo; ++j) {
+            pixel_grads(rows.data(), k, j, z, g);
+            for (int64_t l = 0; l < L; ++l) {
+              F16 t1 = g[0][l], t2 = g[0][l] * (z[0][l] - mu[l]);
+              if (pool) {
+                t1 = (g[0][l] + g[1][l]) + (g[2][l] + g[3][l]);
+                t2 = (g[0][l] * (z[0][l] - mu[l]) + g[1][l] * (z[1][l] - mu[l])) +
+                     (g[2][l] * (z[2][l] - mu[l]) + g[3][l] * (z[3][l] - mu[l]));
+              }
+              s1[l] += t1;
+              s2[l] += t2;
+            }
+          }
+        }
+        std::memcpy(acc, s1, sizeof(s1));
+        std::memcpy(acc + CC, s2, sizeof(s2));
+      });
+      std::vector<float> ka, kb, kc;
+      input_grad_coefficients(s, a, w.const_data_ptr<float>(), N * H * W, ka, kb, kc, dw, db);
+      const std::vector<F16> va = vectors_of(ka), vb = vectors_of(kb), vc = vectors_of(kc);
+      dconv = chunked_sums(chunks, 9 * CC, [&](int64_t c, float* acc) {
+        F16 sum[9 * L] = {}, z[4][L], g[4][L], dz[L];
+        std::vector<float> rows(span * Wp);
+        for (int64_t k = c * per; k < std::min(N * Ho, (c + 1) * per); ++k) {
+          input_rows(k, rows.data());
+          for (int64_t j = 0; j < Wo; ++j) {
+            pixel_grads(rows.data(), k, j, z, g);
+            for (int64_t p = 0; p < px; ++p) {
+              for (int64_t l = 0; l < L; ++l) dz[l] = shiftlab::as_stored<T>(va[l] * g[p][l] + vb[l] * z[p][l] + vc[l]);
+              const float* at = pool ? rows.data() + (p / 2) * Wp + 2 * j + p % 2 : rows.data() + j;
+              shiftlab::add_products3x3<L>(at, Wp, dz, sum);
+            }
+          }
+        }
+        std::memcpy(acc, sum, sizeof(sum));
+      });
+    } else {
+      TORCH_CHECK(false, "stem_bn_relu: the channel count must be a multiple of 16");
+    }
+  }
+};
+
+void check_stem(const at::Tensor& x, const at::Tensor& conv_w, const at::Tensor& w, bool pool) {
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == 1 && x.size(2) > 2 && x.size(3) > 2, "stem_bn_relu: expected a padded "
+              "(N, 1, H + 2, W + 2) input, got ", x.sizes());
+  TORCH_CHECK(conv_w.dim() == 4 && conv_w.size(1) == 1 && conv_w.size(2) == 3 && conv_w.size(3) == 3 &&
+              conv_w.size(0) % 16 == 0 && w.numel() == conv_w.size(0), "stem_bn_relu: expected (C, 1, 3, 3) conv "
+              "weights with C a multiple of 16 and C BN weights, got ", conv_w.sizes(), " and ", w.numel());
+  TORCH_CHECK(!pool || (x.size(2) % 2 == 0 && x.size(3) % 2 == 0), "stem_bn_relu: the pooled form needs an even "
+              "height and width, got ", x.sizes());
+}
+
+// Returns ReLU(BN(conv(x, conv_w))) (pooled: MaxPool2d(2, 2) of it), channels-last, and the batch mean and biased
+// variance of conv(x, conv_w), whose values are never stored.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> stem_bn_relu_forward(const at::Tensor& x, const at::Tensor& conv_w,
+                                                                    const at::Tensor& weight, const at::Tensor& bias,
+                                                                    double eps, bool pool) {
+  check_stem(x, conv_w, weight, pool);
+  const int64_t N = x.size(0), C = conv_w.size(0), H = x.size(2) - 2, W = x.size(3) - 2;
+  const auto xs = x.contiguous();
+  auto y = at::empty({N, pool ? H / 2 : H, pool ? W / 2 : W, C}, x.options());
+  std::vector<float> mean, var;
+  dispatch<StemForward>(x.scalar_type(), C, xs, shiftlab::taps_by_position(conv_w), floats(weight), floats(bias), eps,
+                        pool, y, mean, var);
+  return {y.permute({0, 3, 1, 2}), from_vector(mean, x), from_vector(var, x)};
+}
+
+// Returns the gradients of stem_bn_relu_forward's conv weights (float32), BN weight and BN bias.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> stem_bn_relu_backward(const at::Tensor& grad, const at::Tensor& x,
+                                                                     const at::Tensor& conv_w, const at::Tensor& mean,
+                                                                     const at::Tensor& var, const at::Tensor& weight,
+                                                                     const at::Tensor& bias, double eps, bool pool) {
+  check_stem(x, conv_w, weight, pool);
+  const int64_t N = x.size(0), C = conv_w.size(0), H = x.size(2) - 2, W = x.size(3) - 2;
+  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == N && grad.size(1) == C && grad.size(2) == (pool ? H / 2 : H) &&
+              grad.size(3) == (pool ? W / 2 : W) && grad.scalar_type() == x.scalar_type(), "stem_bn_relu_backward: "
+              "the gradient ", grad.sizes(), " ", grad.scalar_type(), " does not match the input ", x.sizes(), " ",
+              x.scalar_type());
+  const auto xs = x.contiguous(), gs = grad.contiguous(at::MemoryFormat::ChannelsLast);
+  std::vector<double> dconv;
+  std::vector<float> dw, db;
+  dispatch<StemBackward>(x.scalar_type(), C, gs, xs, shiftlab::taps_by_position(conv_w), floats(mean), floats(var),
+                         floats(weight), floats(bias), eps, pool, dconv, dw, db);
+  auto dc = at::empty({C, 1, 3, 3}, x.options().dtype(at::kFloat));
+  float* out = dc.data_ptr<float>();
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t k = 0; k < 9; ++k) out[c * 9 + k] = static_cast<float>(dconv[k * C + c]);
+  return {dc, from_vector(dw, x), from_vector(db, x)};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(shiftlab_kernels, m) {
   m.def("bn_relu_forward(Tensor x, Tensor weight, Tensor bias, float eps, bool pool) -> (Tensor, Tensor, Tensor)");
   m.def("bn_relu_backward(Tensor grad, Tensor x, Tensor mean, Tensor var, Tensor weight, Tensor bias, float eps, "
         "bool pool) -> (Tensor, Tensor, Tensor)");
+  m.def("stem_bn_relu_forward(Tensor x, Tensor conv_w, Tensor weight, Tensor bias, float eps, bool pool) -> "
+        "(Tensor, Tensor, Tensor)");
+  m.def("stem_bn_relu_backward(Tensor grad, Tensor x, Tensor conv_w, Tensor mean, Tensor var, Tensor weight, "
+        "Tensor bias, float eps, bool pool) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(shiftlab_kernels, CPU, m) {
   m.impl("bn_relu_forward", &bn_relu_forward);
   m.impl("bn_relu_backward", &bn_relu_backward);
+  m.impl("stem_bn_relu_forward", &stem_bn_relu_forward);
+  m.impl("stem_bn_relu_backward", &stem_bn_relu_backward);
 }

@@ -16,70 +16,23 @@
 #include <vector>
 
 #include "common.h"
+#include "stem.h"
 
 namespace {
 
+using shiftlab::add_products3x3;
+using shiftlab::as_vectors;
 using shiftlab::chunked_sums;
+using shiftlab::conv3x3;
 using shiftlab::dispatch;
 using shiftlab::F16;
 using shiftlab::Io;
-
-typedef uint16_t U16 __attribute__((vector_size(32)));   // 16 bfloat16 values
-typedef uint32_t U32 __attribute__((vector_size(64)));
+using shiftlab::load16;
+using shiftlab::rows_as_float;
+using shiftlab::store16;
+using shiftlab::taps_by_position;
 
 constexpr int64_t kChunkPixels = 256;   // output pixels (whole rows) per partial sum of the weight's gradient
-
-// the weights (C, 1, kh, kw) as taps (kh * kw, C): tap k's row of C weights is contiguous
-std::vector<float> taps_by_position(const at::Tensor& w) {
-  const int64_t C = w.size(0), K = w.size(2) * w.size(3);
-  const auto wf = w.to(at::kFloat).contiguous();
-  const float* src = wf.const_data_ptr<float>();
-  std::vector<float> taps(K * C);
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t k = 0; k < K; ++k) taps[k * C + c] = src[c * K + k];
-  return taps;
-}
-
-// One output pixel's C sums, or the weight gradient's products at one pixel, with C = CC a multiple of 16 and a 3x3
-// kernel: sixteen channels per vector register, the nine taps unrolled.
-// 16 floats to 16 values of the map's dtype: bfloat16 rounded to nearest even in integer lanes, as Io::store
-inline void store16(F16 v, float* out) { std::memcpy(out, &v, sizeof(v)); }
-inline void store16(F16 v, uint16_t* out) {
-  U32 u;
-  std::memcpy(&u, &v, sizeof(u));
-  const U16 h = __builtin_convertvector((u + 0x7FFF + ((u >> 16) & 1)) >> 16, U16);
-  std::memcpy(out, &h, sizeof(h));
-}
-
-template <typename T, int64_t CC>
-struct Vec3x3 {
-  static constexpr int64_t L = CC / 16;
-
-  // out[0 .. CC) = sum_{a, b} taps[a * 3 + b] x[a * Wp + b], the taps in row-major order (x: three rows in float)
-  static void pixel(const float* x, int64_t Wp, const F16* taps, typename Io<T>::S* out) {
-    F16 acc[L] = {};
-    for (int64_t a = 0; a < 3; ++a)
-      for (int64_t b = 0; b < 3; ++b)
-        for (int64_t l = 0; l < L; ++l) acc[l] += taps[(a * 3 + b) * L + l] * x[a * Wp + b];
-    for (int64_t l = 0; l < L; ++l) store16(acc[l], out + l * 16);
-  }
-
-  // acc[(a * 3 + b) * L + l] += g[l] * x[a * Wp + b] (x: three rows in float)
-  static void products(const float* x, int64_t Wp, const typename Io<T>::S* gp, F16* acc) {
-    F16 g[L];
-    for (int64_t l = 0; l < L; ++l)
-      for (int i = 0; i < 16; ++i) g[l][i] = Io<T>::load(gp[l * 16 + i]);
-    for (int64_t a = 0; a < 3; ++a)
-      for (int64_t b = 0; b < 3; ++b)
-        for (int64_t l = 0; l < L; ++l) acc[(a * 3 + b) * L + l] += g[l] * x[a * Wp + b];
-  }
-};
-
-// rows[0 .. 3 Wp) = the three input rows from top, in float
-template <typename T>
-void rows_as_float(const typename Io<T>::S* top, int64_t Wp, float* rows) {
-  for (int64_t k = 0; k < 3 * Wp; ++k) rows[k] = Io<T>::load(top[k]);
-}
 
 template <int64_t CC>
 constexpr bool kVector = CC > 0 && CC % 16 == 0;
@@ -95,8 +48,7 @@ struct Forward {
     const S* src = reinterpret_cast<const S*>(xs.const_data_ptr());
     S* dst = reinterpret_cast<S*>(y.data_ptr());
     const bool vec = kVector<CC> && kh == 3 && kw == 3;
-    std::vector<F16> vtaps(vec ? taps.size() / 16 : 0);
-    if (vec) std::memcpy(vtaps.data(), taps.data(), taps.size() * sizeof(float));
+    const std::vector<F16> vtaps = vec ? as_vectors(taps) : std::vector<F16>();
     at::parallel_for(0, xs.size(0) * H, 1, [&](int64_t r0, int64_t r1) {
       std::vector<float> acc(C), rows(3 * Wp);
       for (int64_t r = r0; r < r1; ++r) {
@@ -104,8 +56,12 @@ struct Forward {
         S* out = dst + r * W * C;
         if constexpr (kVector<CC>) {
           if (vec) {
-            rows_as_float<T>(top, Wp, rows.data());
-            for (int64_t j = 0; j < W; ++j) Vec3x3<T, CC>::pixel(rows.data() + j, Wp, vtaps.data(), out + j * C);
+            rows_as_float<T>(top, Wp, 3, rows.data());
+            for (int64_t j = 0; j < W; ++j) {
+              F16 z[CC / 16];
+              conv3x3<CC / 16>(rows.data() + j, Wp, vtaps.data(), z);
+              for (int64_t l = 0; l < CC / 16; ++l) store16(z[l], out + j * C + l * 16);
+            }
             continue;
           }
         }
@@ -143,8 +99,12 @@ struct WeightGrad {
           F16 vacc[9 * CC / 16] = {};
           std::vector<float> rows(3 * Wp);
           for (int64_t r = r0; r < r1; ++r) {
-            rows_as_float<T>(src + (r / H) * Hp * Wp + (r % H) * Wp, Wp, rows.data());
-            for (int64_t j = 0; j < W; ++j) Vec3x3<T, CC>::products(rows.data() + j, Wp, gy + (r * W + j) * C, vacc);
+            rows_as_float<T>(src + (r / H) * Hp * Wp + (r % H) * Wp, Wp, 3, rows.data());
+            for (int64_t j = 0; j < W; ++j) {
+              F16 g[CC / 16];
+              for (int64_t l = 0; l < CC / 16; ++l) g[l] = load16<T>(gy + (r * W + j) * C + l * 16);
+              add_products3x3<CC / 16>(rows.data() + j, Wp, g, vacc);
+            }
           }
           std::memcpy(acc, vacc, sizeof(vacc));
           return;
