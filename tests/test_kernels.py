@@ -288,6 +288,7 @@ def test_stem_conv_gives_the_same_numbers_for_any_thread_count():
     torch.manual_seed(0)
     conv = layers.Conv2d(1, 16, 3, padding=1, padding_mode="circular", bias=False)
     x = torch.randn(32, 1, 20, 20, generator=torch.Generator().manual_seed(2))
+    assert kernels.stem_conv_applies(conv, x)
     runs = []
     for threads in (1, 2):
         before = torch.get_num_threads()
@@ -332,7 +333,9 @@ def test_the_fused_first_block_is_conv_then_bn_relu_and_pool(fresh, autocast, to
     from shiftlab import models
     torch.manual_seed(0)
     block = models.ConvBNReLU(1, channels, pad_mode).train()
-    x = torch.randn(6, 1, 14, 10, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        block[0].weight.mul_(4).round_().div_(4)     # quarter-integer weights on an integer image: many tied windows
+    x = torch.randn(6, 1, 14, 10, generator=torch.Generator().manual_seed(1)).mul(2).round()
     assert kernels.fused_stem_applies(block[0], block[1], x, pool)
     start = copy.deepcopy(block.state_dict())
     y, grads, stats = _first_block_run(block, x, pool, autocast)
@@ -353,6 +356,7 @@ def test_the_fused_first_block_gives_the_same_numbers_for_any_thread_count():
     torch.manual_seed(0)
     block = models.ConvBNReLU(1, 16, "circular").train()
     x = torch.randn(16, 1, 20, 20, generator=torch.Generator().manual_seed(2))
+    assert kernels.fused_stem_applies(block[0], block[1], x, True)
     start, runs = copy.deepcopy(block.state_dict()), []
     for threads in (1, 2):
         before = torch.get_num_threads()
@@ -370,6 +374,8 @@ def test_the_fused_first_block_is_left_to_torch_where_it_does_not_apply():
     from shiftlab import models
     x = torch.randn(2, 1, 8, 8)
     assert not kernels.fused_stem_applies(*models.ConvBNReLU(1, 24, "zeros"), x, False)        # 24 channels
+    assert not kernels.fused_stem_applies(*models.ConvBNReLU(1, 48, "zeros"), x, False)        # 48: no compiled width
+    assert not kernels.fused_stem_applies(*models.ConvBNReLU(1, 16, "valid"), x[:1, :, :3, :3], False)  # 1 value
     assert not kernels.fused_stem_applies(*models.ConvBNReLU(1, 16, "zeros").eval(), x, False)  # running statistics
     assert not kernels.fused_stem_applies(*models.ConvBNReLU(1, 16, "valid"), torch.randn(2, 1, 9, 9), True)  # odd
     assert not kernels.fused_stem_applies(*models.ConvBNReLU(2, 16, "zeros"), x.repeat(1, 2, 1, 1), False)

@@ -49,7 +49,7 @@ from torch import nn
 KERNELS_ENV = "SHIFTLAB_KERNELS"
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = [CSRC / name for name in ("dense_max.cpp", "bn_relu.cpp", "maxblur.cpp", "aps.cpp", "stem_conv.cpp")]
-FUSED_DTYPES = (torch.float32, torch.bfloat16)   # the maps bn_relu, maxblur and aps compile for
+FUSED_DTYPES = (torch.float32, torch.bfloat16)   # the maps bn_relu, maxblur, aps and the stem compile for
 _torch_only = False
 
 
@@ -252,20 +252,26 @@ class _StemConv(torch.autograd.Function):
 
 def stem_conv_applies(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     """Whether stem_conv computes conv(x): one input channel, stride 1, no dilation, groups or bias, an input that
-    needs no gradient (a batch of images), float32, or bfloat16 under autocast; kernels built."""
+    needs no gradient (a batch of images), float32 input and weights, or bfloat16 autocast; kernels built."""
     autocast = torch.is_autocast_enabled(x.device.type)
     return (conv.in_channels == 1 and conv.groups == 1 and conv.bias is None and conv.stride == (1, 1)
             and conv.dilation == (1, 1) and not x.requires_grad and x.numel() > 0
-            and (torch.get_autocast_dtype(x.device.type) == torch.bfloat16 if autocast else x.dtype == torch.float32)
+            and (torch.get_autocast_dtype(x.device.type) == torch.bfloat16 if autocast
+                 else x.dtype == conv.weight.dtype == torch.float32)
             and _runs_compiled(x, FUSED_DTYPES))
+
+
+def _as_autocast_would(x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Under bfloat16 autocast, the input and the float32 weights rounded to bfloat16 as autocast's conv2d rounds them."""
+    if torch.is_autocast_enabled(x.device.type):
+        return x.to(torch.bfloat16), weight.to(torch.bfloat16).float()
+    return x, weight
 
 
 def stem_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """y[n, c, i, j] = sum_{a, b} w[c, 0, a, b] x[n, 0, i + a, j + b] (conv2d of a padded one-channel input, stride 1),
     channels-last; under bfloat16 autocast x and w rounded to bfloat16 first and y bfloat16, as autocast's conv2d."""
-    if torch.is_autocast_enabled(x.device.type):
-        x, weight = x.to(torch.bfloat16), weight.to(torch.bfloat16).float()
-    return _StemConv.apply(x, weight)
+    return _StemConv.apply(*_as_autocast_would(x, weight))
 
 
 class _StemBNReLU(torch.autograd.Function):
@@ -288,18 +294,21 @@ class _StemBNReLU(torch.autograd.Function):
 
 def fused_stem_applies(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, pool: bool) -> bool:
     """Whether stem_bn_relu computes the first block bn_relu(conv(x), bn, pool) in one op: stem_conv applies, a 3x3
-    kernel, a multiple of 16 output channels, batch statistics (training), and an even output when pooled."""
-    out = [x.size(d) + 2 * conv.padding[d - 2] - 2 for d in (2, 3)] if x.dim() == 4 else [0, 0]
-    return (stem_conv_applies(conv, x) and conv.kernel_size == (3, 3) and conv.out_channels % 16 == 0
-            and bn.training and bn.affine and bn.track_running_stats and min(out) > 0
-            and not (pool and (out[0] % 2 or out[1] % 2)))
+    kernel, 16, 32 or 64 output channels, batch statistics (training) over more than one value per channel, and an
+    even output when pooled."""
+    if not (stem_conv_applies(conv, x) and conv.kernel_size == (3, 3) and conv.out_channels in (16, 32, 64)
+            and bn.training and bn.affine and bn.track_running_stats):
+        return False
+    left, right, top, bottom = conv._reversed_padding_repeated_twice
+    height, width = x.size(2) + top + bottom - 2, x.size(3) + left + right - 2
+    return (min(height, width) > 0 and x.size(0) * height * width > 1
+            and not (pool and (height % 2 or width % 2)))
 
 
 def stem_bn_relu(x: torch.Tensor, conv_w: torch.Tensor, bn: nn.BatchNorm2d, pool: bool) -> torch.Tensor:
     """ReLU(bn(z)), pooled: MaxPool_{2,2} of it, for z = stem_conv(x, conv_w) (x padded), in one compiled op that
     never stores z: each pass recomputes it from the one-channel input (z and bn's backward rounded as stored)."""
-    if torch.is_autocast_enabled(x.device.type):
-        x, conv_w = x.to(torch.bfloat16), conv_w.to(torch.bfloat16).float()
+    x, conv_w = _as_autocast_would(x, conv_w)
     y, mean, var = _StemBNReLU.apply(x, conv_w, bn.weight, bn.bias, bn.eps, pool)
     _update_running_stats(bn, mean, var, x.size(0) * (x.size(2) - 2) * (x.size(3) - 2))
     return y

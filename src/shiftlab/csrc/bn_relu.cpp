@@ -72,7 +72,9 @@ Affine affine_from_moments(const std::vector<double>& s, const std::vector<float
   Affine a(C);
   for (int64_t c = 0; c < C; ++c) {
     const double m1 = s[c] / rows;
-    a.set(c, static_cast<float>(x0[c] + m1), std::max(s[C + c] / rows - m1 * m1, 0.0), w[c], b[c], eps);
+    // the variance as the op returns it (float), so the backward's given_affine rebuilds exactly this map
+    const float var = static_cast<float>(std::max(s[C + c] / rows - m1 * m1, 0.0));
+    a.set(c, static_cast<float>(x0[c] + m1), var, w[c], b[c], eps);
   }
   return a;
 }
@@ -364,13 +366,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward(const at::Tensor
   return {dx.permute({0, 3, 1, 2}), from_vector(dw, x), from_vector(db, x)};
 }
 
-
 // ---- the first block fused: ReLU . BN . Conv_{1->C, 3x3} [then MaxPool2d(2, 2)], on a padded one-channel input ----
 //
 // The conv's output z is never stored: every pass recomputes it from the input (nine taps per pixel, C channels in
 // vector registers), rounded to the map's dtype as the conv would store it. The forward makes two passes (moments,
 // output), the backward two (the gradient's moments, then the conv weight's gradient from dz = ka g + kb z + kc,
-// rounded to the map's dtype as BN's backward would store it). For C a multiple of 16 (kernels.fused_stem_applies).
+// rounded to the map's dtype as BN's backward would store it). For C = 16, 32 or 64 (kernels.fused_stem_applies).
 
 inline F16 vmax(F16 a, F16 b) { return a < b ? b : a; }   // std::max, lane by lane
 inline F16 vrelu(F16 v) { return v > 0.f ? v : F16{}; }
@@ -406,8 +407,8 @@ struct Stem {
   }
 };
 
-std::vector<F16> vectors_of(const std::vector<float>& v) { return shiftlab::as_vectors(v); }
-
+// xp (N, 1, H + 2, W + 2) -> y = ReLU(BN(z)) (pooled: MaxPool2d(2, 2) of it), z[n, i, j, c] = sum_{a, b}
+// w[c, a, b] xp[n, i + a, j + b]; writes the batch mean and biased variance of z
 template <typename T, int64_t CC>
 struct StemForward {
   static void run(const at::Tensor& xs, const std::vector<float>& taps, const at::Tensor& w, const at::Tensor& b,
@@ -446,7 +447,7 @@ struct StemForward {
       const Affine a = affine_from_moments(s, x0, N * H * W, w.const_data_ptr<float>(), b.const_data_ptr<float>(), eps);
       mean = a.mean;
       var = a.variance;
-      const std::vector<F16> sc = vectors_of(a.scale), sh = vectors_of(a.shift);
+      const std::vector<F16> sc = shiftlab::as_vectors(a.scale), sh = shiftlab::as_vectors(a.shift);
       const int64_t Ho = pool ? H / 2 : H, Wo = pool ? W / 2 : W, span = pool ? 4 : 3;
       at::parallel_for(0, N * Ho, 1, [&](int64_t k0, int64_t k1) {
         std::vector<float> rows(span * Wp);
@@ -470,11 +471,13 @@ struct StemForward {
         }
       });
     } else {
-      TORCH_CHECK(false, "stem_bn_relu: the channel count must be a multiple of 16");
+      TORCH_CHECK(false, "stem_bn_relu: 16, 32 or 64 channels only");
     }
   }
 };
 
+// gy -> the gradients of the conv weights, dconv[c, a, b] = sum_{n, i, j} dz[n, i, j, c] xp[n, i + a, j + b] with
+// dz = ka g + kb z + kc (bn_relu's dx), and of BN's weight and bias
 template <typename T, int64_t CC>
 struct StemBackward {
   static void run(const at::Tensor& gs, const at::Tensor& xs, const std::vector<float>& taps, const at::Tensor& m,
@@ -491,7 +494,7 @@ struct StemBackward {
       const std::vector<F16> vt = shiftlab::as_vectors(taps);
       const Affine a = given_affine(m.const_data_ptr<float>(), v.const_data_ptr<float>(), w.const_data_ptr<float>(),
                                     b.const_data_ptr<float>(), CC, eps);
-      const std::vector<F16> sc = vectors_of(a.scale), sh = vectors_of(a.shift), mu = vectors_of(a.mean);
+      const std::vector<F16> sc = shiftlab::as_vectors(a.scale), sh = shiftlab::as_vectors(a.shift), mu = shiftlab::as_vectors(a.mean);
       // each output pixel's input pixels: z and the gradient g before the ReLU (4 when pooled)
       auto pixel_grads = [&](const float* rows, int64_t k, int64_t j, F16 (*z)[L], F16 (*g)[L]) {
         F16 gv[L];
@@ -517,14 +520,14 @@ struct StemBackward {
           for (int64_t j = 0; j < Wo; ++j) {
             pixel_grads(rows.data(), k, j, z, g);
             for (int64_t l = 0; l < L; ++l) {
-              F16 t1 = g[0][l], t2 = g[0][l] * (z[0][l] - mu[l]);
               if (pool) {
-                t1 = (g[0][l] + g[1][l]) + (g[2][l] + g[3][l]);
-                t2 = (g[0][l] * (z[0][l] - mu[l]) + g[1][l] * (z[1][l] - mu[l])) +
-                     (g[2][l] * (z[2][l] - mu[l]) + g[3][l] * (z[3][l] - mu[l]));
+                s1[l] += (g[0][l] + g[1][l]) + (g[2][l] + g[3][l]);
+                s2[l] += (g[0][l] * (z[0][l] - mu[l]) + g[1][l] * (z[1][l] - mu[l])) +
+                         (g[2][l] * (z[2][l] - mu[l]) + g[3][l] * (z[3][l] - mu[l]));
+              } else {
+                s1[l] += g[0][l];
+                s2[l] += g[0][l] * (z[0][l] - mu[l]);
               }
-              s1[l] += t1;
-              s2[l] += t2;
             }
           }
         }
@@ -533,7 +536,7 @@ struct StemBackward {
       });
       std::vector<float> ka, kb, kc;
       input_grad_coefficients(s, a, w.const_data_ptr<float>(), N * H * W, ka, kb, kc, dw, db);
-      const std::vector<F16> va = vectors_of(ka), vb = vectors_of(kb), vc = vectors_of(kc);
+      const std::vector<F16> va = shiftlab::as_vectors(ka), vb = shiftlab::as_vectors(kb), vc = shiftlab::as_vectors(kc);
       dconv = chunked_sums(chunks, 9 * CC, [&](int64_t c, float* acc) {
         F16 sum[9 * L] = {}, z[4][L], g[4][L], dz[L];
         std::vector<float> rows(span * Wp);
@@ -551,19 +554,23 @@ struct StemBackward {
         std::memcpy(acc, sum, sizeof(sum));
       });
     } else {
-      TORCH_CHECK(false, "stem_bn_relu: the channel count must be a multiple of 16");
+      TORCH_CHECK(false, "stem_bn_relu: 16, 32 or 64 channels only");
     }
   }
 };
 
-void check_stem(const at::Tensor& x, const at::Tensor& conv_w, const at::Tensor& w, bool pool) {
+void check_stem(const at::Tensor& x, const at::Tensor& conv_w, const at::Tensor& w, const at::Tensor& b, bool pool) {
   TORCH_CHECK(x.dim() == 4 && x.size(1) == 1 && x.size(2) > 2 && x.size(3) > 2, "stem_bn_relu: expected a padded "
               "(N, 1, H + 2, W + 2) input, got ", x.sizes());
+  const int64_t C = conv_w.size(0);
   TORCH_CHECK(conv_w.dim() == 4 && conv_w.size(1) == 1 && conv_w.size(2) == 3 && conv_w.size(3) == 3 &&
-              conv_w.size(0) % 16 == 0 && w.numel() == conv_w.size(0), "stem_bn_relu: expected (C, 1, 3, 3) conv "
-              "weights with C a multiple of 16 and C BN weights, got ", conv_w.sizes(), " and ", w.numel());
+              (C == 16 || C == 32 || C == 64) && w.numel() == C && b.numel() == C, "stem_bn_relu: expected (C, 1, 3, "
+              "3) conv weights with C = 16, 32 or 64 and C BN weights and biases, got ", conv_w.sizes(), ", ",
+              w.numel(), " and ", b.numel());
   TORCH_CHECK(!pool || (x.size(2) % 2 == 0 && x.size(3) % 2 == 0), "stem_bn_relu: the pooled form needs an even "
               "height and width, got ", x.sizes());
+  TORCH_CHECK(x.size(0) * (x.size(2) - 2) * (x.size(3) - 2) > 1, "stem_bn_relu: batch statistics need more than one "
+              "value per channel");
 }
 
 // Returns ReLU(BN(conv(x, conv_w))) (pooled: MaxPool2d(2, 2) of it), channels-last, and the batch mean and biased
@@ -571,7 +578,7 @@ void check_stem(const at::Tensor& x, const at::Tensor& conv_w, const at::Tensor&
 std::tuple<at::Tensor, at::Tensor, at::Tensor> stem_bn_relu_forward(const at::Tensor& x, const at::Tensor& conv_w,
                                                                     const at::Tensor& weight, const at::Tensor& bias,
                                                                     double eps, bool pool) {
-  check_stem(x, conv_w, weight, pool);
+  check_stem(x, conv_w, weight, bias, pool);
   const int64_t N = x.size(0), C = conv_w.size(0), H = x.size(2) - 2, W = x.size(3) - 2;
   const auto xs = x.contiguous();
   auto y = at::empty({N, pool ? H / 2 : H, pool ? W / 2 : W, C}, x.options());
@@ -586,8 +593,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> stem_bn_relu_backward(const at::T
                                                                      const at::Tensor& conv_w, const at::Tensor& mean,
                                                                      const at::Tensor& var, const at::Tensor& weight,
                                                                      const at::Tensor& bias, double eps, bool pool) {
-  check_stem(x, conv_w, weight, pool);
+  check_stem(x, conv_w, weight, bias, pool);
   const int64_t N = x.size(0), C = conv_w.size(0), H = x.size(2) - 2, W = x.size(3) - 2;
+  TORCH_CHECK(mean.numel() == C && var.numel() == C, "stem_bn_relu_backward: ", C, " channels but a mean of ",
+              mean.numel(), " and a variance of ", var.numel());
   TORCH_CHECK(grad.dim() == 4 && grad.size(0) == N && grad.size(1) == C && grad.size(2) == (pool ? H / 2 : H) &&
               grad.size(3) == (pool ? W / 2 : W) && grad.scalar_type() == x.scalar_type(), "stem_bn_relu_backward: "
               "the gradient ", grad.sizes(), " ", grad.scalar_type(), " does not match the input ", x.sizes(), " ",
@@ -597,11 +606,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> stem_bn_relu_backward(const at::T
   std::vector<float> dw, db;
   dispatch<StemBackward>(x.scalar_type(), C, gs, xs, shiftlab::taps_by_position(conv_w), floats(mean), floats(var),
                          floats(weight), floats(bias), eps, pool, dconv, dw, db);
-  auto dc = at::empty({C, 1, 3, 3}, x.options().dtype(at::kFloat));
-  float* out = dc.data_ptr<float>();
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t k = 0; k < 9; ++k) out[c * 9 + k] = static_cast<float>(dconv[k * C + c]);
-  return {dc, from_vector(dw, x), from_vector(db, x)};
+  return {shiftlab::weights_from_taps(dconv, C, 3, 3, x), from_vector(dw, x), from_vector(db, x)};
 }
 
 }  // namespace

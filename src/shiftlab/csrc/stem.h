@@ -26,6 +26,17 @@ inline std::vector<float> taps_by_position(const at::Tensor& w) {
   return taps;
 }
 
+// the taps' sums (kh * kw, C) back as float32 weights (C, 1, kh, kw)
+inline at::Tensor weights_from_taps(const std::vector<double>& total, int64_t C, int64_t kh, int64_t kw,
+                                    const at::Tensor& like) {
+  const int64_t K = kh * kw;
+  auto w = at::empty({C, 1, kh, kw}, like.options().dtype(at::kFloat));
+  float* out = w.data_ptr<float>();
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t k = 0; k < K; ++k) out[c * K + k] = static_cast<float>(total[k * C + c]);
+  return w;
+}
+
 // rows[0 .. count Wp) = count input rows from top, in float
 template <typename T>
 void rows_as_float(const typename Io<T>::S* top, int64_t Wp, int64_t count, float* rows) {

@@ -6,7 +6,8 @@
 // times a row of C weights, the loop over C innermost (C a compile-time constant 16, 32 or 64, so it vectorises;
 // any other C takes the generic loop); the weight's gradient sums the same products over the batch in float per
 // fixed chunk of rows and in double across chunks, in order, so every result is the same for any thread count. The
-// input's gradient is not computed: the layer calls this only on an input that needs none (kernels.stem_conv_applies).
+// input's gradient is not computed: the layer calls this only on an input that needs none (a batch of images; the
+// spatial transformer's resampled input takes torch's path, kernels.stem_conv_applies).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -148,15 +149,11 @@ at::Tensor stem_conv_weight_grad(const at::Tensor& grad, const at::Tensor& x, in
               grad.scalar_type() == x.scalar_type(), "stem_conv_weight_grad: the gradient ", grad.sizes(), " ",
               grad.scalar_type(), " does not match the input ", x.sizes(), " ", x.scalar_type(), " and a ", kh, "x", kw,
               " kernel");
-  const int64_t C = grad.size(1), K = kh * kw;
+  const int64_t C = grad.size(1);
   const auto gs = grad.contiguous(at::MemoryFormat::ChannelsLast), xs = x.contiguous();
   std::vector<double> total;
   dispatch<WeightGrad>(grad.scalar_type(), C, gs, xs, kh, kw, total);
-  auto dw = at::empty({C, 1, kh, kw}, grad.options().dtype(at::kFloat));
-  float* out = dw.data_ptr<float>();
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t k = 0; k < K; ++k) out[c * K + k] = static_cast<float>(total[k * C + c]);
-  return dw;
+  return shiftlab::weights_from_taps(total, C, kh, kw, grad);
 }
 
 }  // namespace
