@@ -96,10 +96,7 @@ class Conv2d(nn.Conv2d):
 
     def padded(self, x: torch.Tensor) -> torch.Tensor:
         """x padded by the layer's padding in its padding mode (channels-last kept for circular)."""
-        pad = self._reversed_padding_repeated_twice
-        if self.padding_mode == "circular":
-            return circular_pad(x, pad)
-        return F.pad(x, pad, mode="constant" if self.padding_mode == "zeros" else self.padding_mode)
+        return pad2d(x, self._reversed_padding_repeated_twice, self.padding_mode)
 
 
 def _check_size(size: int) -> int:

@@ -387,6 +387,23 @@ struct Stem {
     for (int64_t l = 0; l < L; ++l) z[l] = shiftlab::as_stored<T>(z[l]);
   }
 
+  // the input rows of output row k = (n, i) in float: 3 from row i, pooled 4 from row 2i
+  static void output_row_inputs(const S* src, int64_t Hp, int64_t Wp, int64_t Ho, int64_t k, bool pool, float* rows) {
+    const int64_t n = k / Ho, i = (k % Ho) * (pool ? 2 : 1);
+    shiftlab::rows_as_float<T>(src + n * Hp * Wp + i * Wp, Wp, pool ? 4 : 3, rows);
+  }
+
+  // where the 3x3 window of output pixel j's input p starts: pooled, p = 0..3 its 2x2 window's top-left, top-right,
+  // bottom-left, bottom-right; else the one pixel j
+  static const float* window_at(const float* rows, int64_t Wp, int64_t j, int64_t p, bool pool) {
+    return pool ? rows + (p / 2) * Wp + 2 * j + p % 2 : rows + j;
+  }
+
+  // z at output pixel j's inputs (4 pooled, else 1)
+  static void output_pixel_inputs(const float* rows, int64_t Wp, int64_t j, bool pool, const F16* taps, F16 (*z)[L]) {
+    for (int64_t p = 0; p < (pool ? 4 : 1); ++p) conv(window_at(rows, Wp, j, p, pool), Wp, taps, z[p]);
+  }
+
   // the gradients g0..g3 before the ReLU of a 2x2 window (top-left, top-right, bottom-left, bottom-right) from its
   // z values, as window_grads: gy to the first of the largest ReLU outputs when it is positive
   static void window(const F16* z0, const F16* z1, const F16* z2, const F16* z3, const F16* sc, const F16* sh,
@@ -453,17 +470,15 @@ struct StemForward {
         std::vector<float> rows(span * Wp);
         F16 z[4][L], v[L];
         for (int64_t k = k0; k < k1; ++k) {
-          const int64_t n = k / Ho, i = (k % Ho) * (pool ? 2 : 1);
-          shiftlab::rows_as_float<T>(src + n * Hp * Wp + i * Wp, Wp, span, rows.data());
+          K::output_row_inputs(src, Hp, Wp, Ho, k, pool, rows.data());
           S* out = dst + k * Wo * CC;
           for (int64_t j = 0; j < Wo; ++j) {
+            K::output_pixel_inputs(rows.data(), Wp, j, pool, vt.data(), z);
             if (pool) {
-              for (int64_t p = 0; p < 4; ++p) K::conv(rows.data() + (p / 2) * Wp + 2 * j + p % 2, Wp, vt.data(), z[p]);
               for (int64_t l = 0; l < L; ++l)
                 v[l] = vrelu(vmax(vmax(z[0][l] * sc[l] + sh[l], z[1][l] * sc[l] + sh[l]),
                                   vmax(z[2][l] * sc[l] + sh[l], z[3][l] * sc[l] + sh[l])));
             } else {
-              K::conv(rows.data() + j, Wp, vt.data(), z[0]);
               for (int64_t l = 0; l < L; ++l) v[l] = vrelu(z[0][l] * sc[l] + sh[l]);
             }
             for (int64_t l = 0; l < L; ++l) shiftlab::store16(v[l], out + j * CC + l * 16);
@@ -499,24 +514,19 @@ struct StemBackward {
       auto pixel_grads = [&](const float* rows, int64_t k, int64_t j, F16 (*z)[L], F16 (*g)[L]) {
         F16 gv[L];
         for (int64_t l = 0; l < L; ++l) gv[l] = shiftlab::load16<T>(gy + (k * Wo + j) * CC + l * 16);
+        K::output_pixel_inputs(rows, Wp, j, pool, vt.data(), z);
         if (pool) {
-          for (int64_t p = 0; p < 4; ++p) K::conv(rows + (p / 2) * Wp + 2 * j + p % 2, Wp, vt.data(), z[p]);
           K::window(z[0], z[1], z[2], z[3], sc.data(), sh.data(), gv, g[0], g[1], g[2], g[3]);
         } else {
-          K::conv(rows + j, Wp, vt.data(), z[0]);
           for (int64_t l = 0; l < L; ++l) g[0][l] = z[0][l] * sc[l] + sh[l] > 0.f ? gv[l] : F16{};
         }
-      };
-      auto input_rows = [&](int64_t k, float* rows) {
-        const int64_t n = k / Ho, i = (k % Ho) * (pool ? 2 : 1);
-        shiftlab::rows_as_float<T>(src + n * Hp * Wp + i * Wp, Wp, span, rows);
       };
       const int64_t per = std::max<int64_t>(1, kChunk / (Wo * px)), chunks = (N * Ho + per - 1) / per;
       const auto s = chunked_sums(chunks, 2 * CC, [&](int64_t c, float* acc) {
         F16 s1[L] = {}, s2[L] = {}, z[4][L], g[4][L];
         std::vector<float> rows(span * Wp);
         for (int64_t k = c * per; k < std::min(N * Ho, (c + 1) * per); ++k) {
-          input_rows(k, rows.data());
+          K::output_row_inputs(src, Hp, Wp, Ho, k, pool, rows.data());
           for (int64_t j = 0; j < Wo; ++j) {
             pixel_grads(rows.data(), k, j, z, g);
             for (int64_t l = 0; l < L; ++l) {
@@ -541,13 +551,12 @@ struct StemBackward {
         F16 sum[9 * L] = {}, z[4][L], g[4][L], dz[L];
         std::vector<float> rows(span * Wp);
         for (int64_t k = c * per; k < std::min(N * Ho, (c + 1) * per); ++k) {
-          input_rows(k, rows.data());
+          K::output_row_inputs(src, Hp, Wp, Ho, k, pool, rows.data());
           for (int64_t j = 0; j < Wo; ++j) {
             pixel_grads(rows.data(), k, j, z, g);
             for (int64_t p = 0; p < px; ++p) {
               for (int64_t l = 0; l < L; ++l) dz[l] = shiftlab::as_stored<T>(va[l] * g[p][l] + vb[l] * z[p][l] + vc[l]);
-              const float* at = pool ? rows.data() + (p / 2) * Wp + 2 * j + p % 2 : rows.data() + j;
-              shiftlab::add_products3x3<L>(at, Wp, dz, sum);
+              shiftlab::add_products3x3<L>(K::window_at(rows.data(), Wp, j, p, pool), Wp, dz, sum);
             }
           }
         }
