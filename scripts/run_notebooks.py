@@ -62,6 +62,12 @@ class IPCKernelManager(AsyncKernelManager):
         prefix = Path(tempfile.gettempdir()) / f"shiftlab-kernel-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         super().__init__(transport="ipc", ip=str(prefix), **kwargs)
 
+    async def _async_interrupt_kernel(self) -> None:
+        """Interrupt the kernel, except while shutting it down (jupyter_client interrupts first; the notebook has
+        finished, and the kernel would log a KeyboardInterrupt error on the run's output)."""
+        if not self.shutting_down:
+            await super()._async_interrupt_kernel()
+
 
 class Progress:
     """What the live line shows: the running notebook's cell index and count (also written to

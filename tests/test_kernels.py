@@ -150,13 +150,56 @@ def test_fused_bn_relu_gives_the_same_numbers_for_any_thread_count():
     assert all(torch.equal(a, b) for a, b in zip(*runs))
 
 
-def test_bn_relu_is_torchs_ops_in_eval_mode_and_where_the_kernel_does_not_apply():
+def _with_running_statistics(bn, seed=2):
+    g = torch.Generator().manual_seed(seed)
+    bn.running_mean.copy_(torch.randn(bn.num_features, generator=g))
+    bn.running_var.copy_(torch.rand(bn.num_features, generator=g) * 3 + 0.05)
+    return bn.eval()
+
+
+@needs_compiler
+@pytest.mark.parametrize("shape", [(8, 16, 12, 12), (4, 7, 6, 10), (6, 64, 4, 4), (3, 32, 5, 7)])
+@pytest.mark.parametrize("pool", [False, True])
+def test_bn_relu_in_inference_is_torchs_eval_batchnorm_relu_and_maxpool(fresh, shape, pool):
+    x, bn = _bn_case(shape, torch.float32)
+    x, bn = x.contiguous(), _with_running_statistics(bn)
+    with torch.inference_mode():
+        ours = kernels.bn_relu(x, bn, pool)
+        with kernels.torch_ops_only():
+            torchs = kernels.bn_relu(x, bn, pool)
+    if pool and shape[2] % 2:   # odd height: the kernel does not apply
+        assert torch.equal(ours, torchs)
+        return
+    assert ours.is_contiguous(memory_format=torch.channels_last) and torchs.is_contiguous()   # the kernel ran
+    assert ours.shape == torchs.shape and torch.allclose(ours, torchs, rtol=1e-6, atol=1e-6)
+
+
+def test_bn_relu_is_torchs_ops_where_the_kernel_does_not_apply():
     x, bn = _bn_case((4, 6, 5, 7), torch.float32)   # odd height and width: the pooled kernel does not apply
     bn.train()
     pooled = kernels.bn_relu(x, copy.deepcopy(bn), pool=True)
     assert torch.equal(pooled, F.max_pool2d(F.relu(torch.nn.BatchNorm2d.forward(copy.deepcopy(bn), x)), 2))
-    bn.eval()
+    bn = _with_running_statistics(bn)   # eval mode while gradients are recorded, and under autocast: torch's ops
     assert torch.equal(kernels.bn_relu(x, bn), F.relu(torch.nn.BatchNorm2d.forward(bn, x)))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(kernels.bn_relu(x, bn), F.relu(torch.nn.BatchNorm2d.forward(bn, x)))
+
+
+@needs_compiler
+@pytest.mark.parametrize("downsample", ["max", "maxblur", "maxaps", "strided"])
+def test_a_trained_network_predicts_the_same_in_inference_with_the_fused_layers(downsample):
+    from shiftlab import metrics, models
+    torch.manual_seed(0)
+    net = models.build(models.ModelConfig(arch="resnet" if downsample == "strided" else "vgg", downsample=downsample,
+                                          padding="circular"))
+    x = torch.randn(64, 1, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        for _ in range(3):   # running statistics away from their initial values
+            net.train()(x)
+    ours = metrics.predict_logits(net, x)
+    with kernels.torch_ops_only():
+        torchs = metrics.predict_logits(net, x)
+    assert torch.allclose(ours, torchs, rtol=1e-5, atol=1e-5) and torch.equal(ours.argmax(1), torchs.argmax(1))
 
 
 @needs_compiler
@@ -202,6 +245,8 @@ def test_fused_maxblurpool_is_the_dense_max_then_the_blur(dtype, shape, filt_siz
     assert ours.dtype == unfused.dtype == torch.float32 and ours.shape == unfused.shape
     assert ours.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(ours, unfused, rtol=1e-6, atol=1e-6)
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=dtype == torch.bfloat16):
+        assert torch.equal(pool(x.detach()), ours)   # inference: no winners kept, the same sums
     weights = torch.randn(ours.shape, generator=g)
     got, = torch.autograd.grad((ours * weights).sum(), x)
     want, = torch.autograd.grad((unfused * weights).sum(), x)

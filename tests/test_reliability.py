@@ -197,3 +197,14 @@ def test_a_notebook_is_cold_when_it_trains_or_evaluates_and_warm_when_it_only_re
     assert driver.ran_cold(first) and not driver.ran_cold(second)
     assert driver.ran_cold("use baseline seed 0\ntrain baseline seed 0: 4 epochs x 60000 images\n")
     assert not driver.ran_cold("use baseline seed 0\n")
+
+
+def test_the_kernel_is_not_interrupted_while_it_is_shut_down(driver):
+    """jupyter_client interrupts a kernel before shutting it down, which makes a finished notebook's kernel log a
+    KeyboardInterrupt error on the run's output; the driver's kernel manager interrupts only a kernel in use."""
+    import asyncio
+    manager = driver.IPCKernelManager(kernel_name=driver.KERNEL)
+    with pytest.raises(RuntimeError, match="No kernel is running"):   # in use: the interrupt goes through
+        asyncio.run(manager._async_interrupt_kernel())
+    manager.shutting_down = True
+    assert asyncio.run(manager._async_interrupt_kernel()) is None

@@ -150,3 +150,15 @@ def test_info_names_the_weights_so_replaced_weights_are_a_new_model(tmp_path):
     zoo.save_checkpoint(Path(info["path"]), other, info["config"], info["history"])   # same configuration, other weights
     _, again = zoo.get("baseline", cache_dir=tmp_path, progress=False, **SMALL)
     assert again["key"] == info["key"] and again["weights"] != info["weights"]
+
+
+def test_bfloat16_training_only_where_the_device_computes_it_natively(monkeypatch):
+    """Without bfloat16 units oneDNN emulates it (about 6x slower than float32 on an AVX2 CPU): such a CPU trains the
+    zoo's bfloat16 entries in float32, under float32's cache key; a CPU with the units, or a GPU, in bfloat16."""
+    from shiftlab import runtime
+    assert zoo.ENTRIES["baseline"].precision == "bf16" and zoo.ENTRIES["c8"].precision == "fp32"
+    for units, cpu_precision in ((False, None), (True, "bf16")):
+        monkeypatch.setattr(runtime, "cpu_has_bf16_units", lambda: units)
+        assert zoo.full_config("baseline", **SMALL)["train"].get("precision") == cpu_precision
+        assert zoo.full_config("baseline", **SMALL, device="cuda")["train"]["precision"] == "bf16"
+        assert "precision" not in zoo.full_config("c8", **SMALL)["train"]

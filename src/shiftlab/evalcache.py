@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -57,8 +58,9 @@ def cached(cache_dir: str | Path, infos: dict | list[dict], measurement: str, pr
             warnings.warn(f"recomputing {measurement}: {path} was written for another evaluation", stacklevel=2)
         except Exception as err:  # truncated or damaged file: any unpickling error
             warnings.warn(f"recomputing {measurement}: {path} is unreadable ({type(err).__name__})", stacklevel=2)
-    report(f"{EVAL_EVENT} {measurement}")
+    started = time.perf_counter()
     value = compute()
+    report(f"{EVAL_EVENT} {measurement} in {time.perf_counter() - started:.1f} s")
     buf = io.BytesIO()
     torch.save({"key": key, "value": value}, buf)
     atomic_write_bytes(path, buf.getvalue())

@@ -7,8 +7,9 @@ Values and float32 gradients equal max_pool2d's bit for bit (tests/test_kernels.
 
 bn_relu is ReLU . BN in training mode, optionally followed by MaxPool_{2,2}, as one op: torch runs three or four, each
 a pass over the map writing a full-size result (normalised map, ReLU, int64 pool indices, zero-filled gradients);
-csrc/bn_relu.cpp writes only the output and recomputes the ReLU mask and the pool's winners in the backward. The
-same function as torch's ops within float rounding (the statistics are summed in another order), tested.
+csrc/bn_relu.cpp writes only the output and recomputes the ReLU mask and the pool's winners in the backward. In
+inference (running statistics, no gradient recorded, float32) it is one pass where torch's ops take three. The same
+function as torch's ops within float rounding (the statistics are summed in another order), tested.
 
 maxblur is MaxBlurPool, Subsample_s . Blur_m . Max_{2,1}, with circular padding or the replicate / reflect padding of
 the other networks, one image at a time in cache-sized buffers (csrc/maxblur.cpp): the input read once, only the
@@ -167,8 +168,19 @@ def _update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Ten
         bn.running_var.mul_(1 - momentum).add_(var, alpha=momentum * count / (count - 1))
 
 
+def _fusable_in_inference(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool) -> bool:
+    """Whether the compiled op computes bn_relu(x, bn, pool) in evaluation: running statistics, no gradient recorded,
+    a CPU float32 map outside autocast (even height and width when pooled), the kernels built and not switched off."""
+    return (not bn.training and bn.affine and bn.running_mean is not None and not torch.is_grad_enabled()
+            and x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type) and _runs_compiled(x)
+            and not (pool and (x.size(2) % 2 or x.size(3) % 2)))
+
+
 def bn_relu(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool = False) -> torch.Tensor:
-    """ReLU(bn(x)), pooled: MaxPool_{2,2}(ReLU(bn(x))); in training on the CPU one compiled op, else torch's."""
+    """ReLU(bn(x)), pooled: MaxPool_{2,2}(ReLU(bn(x))); on the CPU one compiled op (training: batch statistics;
+    inference: running statistics), else torch's."""
+    if _fusable_in_inference(x, bn, pool):
+        return torch.ops.shiftlab_kernels.bn_relu_eval(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps, pool)
     if not _fusable(x, bn, pool):
         y = F.relu(nn.BatchNorm2d.forward(bn, x))   # bn's own forward may be this function
         return F.max_pool2d(y, 2) if pool else y
@@ -180,7 +192,7 @@ def bn_relu(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool = False) -> torch.Te
 class _MaxBlur(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, taps: torch.Tensor, stride: int, circular: bool) -> torch.Tensor:
-        y, winners = torch.ops.shiftlab_kernels.maxblur_forward(x, taps, stride, circular)
+        y, winners = torch.ops.shiftlab_kernels.maxblur_forward(x, taps, stride, circular, True)
         ctx.save_for_backward(winners, taps)
         ctx.stride, ctx.circular, ctx.dtype = stride, circular, x.dtype
         return y
@@ -206,7 +218,9 @@ def maxblur(x: torch.Tensor, taps: torch.Tensor, stride: int, circular: bool) ->
     """Subsample_s . Blur_{a a^T} . Max_{2,1} in float32, one compiled op: y[i, j] = sum_{a, b} a_a a_b
     max x[s i + a - lo + {0, 1}, s j + b - lo + {0, 1}], lo = (m - 1) // 2, the max's indices mod H, W (circular) or
     clamped (replicate), the blur's mod H, W (circular) or reflected at the borders (reflect)."""
-    return _MaxBlur.apply(x, taps, stride, circular)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _MaxBlur.apply(x, taps, stride, circular)
+    return torch.ops.shiftlab_kernels.maxblur_forward(x, taps, stride, circular, False)[0]   # no backward: no winners
 
 
 class _Aps(torch.autograd.Function):

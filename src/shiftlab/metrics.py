@@ -177,7 +177,7 @@ def shift_grid_correct(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, 
 def fractional_shift_predictions(model: nn.Module, x: torch.Tensor, offsets: list[tuple[float, float]]) -> torch.Tensor:
     """ŷ(T_t x) for every offset t = (ty, tx) px, T = band-limited circular shift (``fourier_shift``,
     fractions allowed; an integer offset is exactly a roll): (len(offsets), N)."""
-    spectrum = torch.fft.fft2(x)
+    spectrum = torch.fft.rfft2(x)
     return torch.stack([predict_logits(model, fourier_shift(x, ty, tx, spectrum)).argmax(1) for ty, tx in offsets])
 
 
@@ -190,12 +190,13 @@ def tile_periodic(grid: torch.Tensor, size: int) -> torch.Tensor:
 def fourier_shift(f: torch.Tensor, ty: float, tx: float, spectrum: torch.Tensor | None = None) -> torch.Tensor:
     """Band-limited (sinc) circular shift of the last two axes by (ty, tx) cells, fractions allowed:
     F^-1[F(f) exp(-2πi (k_y ty / H + k_x tx / W))], real part; the Nyquist bin (even sizes) is kept
-    real (its cosine), so an integer shift is exactly a roll. Pass spectrum = fft2(f) to reuse it."""
+    real (its cosine), so an integer shift is exactly a roll. The shifted spectrum stays Hermitian, so half of it
+    suffices (rfft2 / irfft2). Pass spectrum = rfft2(f) to reuse it."""
     h, w = f.shape[-2:]
-    ky, kx = torch.fft.fftfreq(h, device=f.device), torch.fft.fftfreq(w, device=f.device)
-    spectrum = torch.fft.fft2(f) if spectrum is None else spectrum
-    shifted = spectrum * _phase_ramp(ky, ty, h)[:, None] * _phase_ramp(kx, tx, w)[None, :]
-    return torch.fft.ifft2(shifted).real
+    ky, kx = torch.fft.fftfreq(h, device=f.device), torch.fft.rfftfreq(w, device=f.device)
+    spectrum = torch.fft.rfft2(f) if spectrum is None else spectrum
+    ramp = _phase_ramp(ky, ty, h)[:, None] * _phase_ramp(kx, tx, w)[None, :]
+    return torch.fft.irfft2(spectrum * ramp, s=(h, w))
 
 
 def _phase_ramp(k: torch.Tensor, t: float, n: int) -> torch.Tensor:
@@ -225,7 +226,7 @@ def feature_distance_grid(model: nn.Module, x: torch.Tensor, period: int) -> dic
     size = x.shape[-1]
     x = x.to(device)
     ref = model.forward_features(x)
-    spectra = [torch.fft.fft2(r) for _, r in ref]
+    spectra = [torch.fft.rfft2(r) for _, r in ref]
     grids = {name: torch.zeros(period, period) for name, _ in ref}
     for dy, dx in shift_grid(period):
         moved = model.forward_features(sh.roll(x, dy, dx))

@@ -32,7 +32,7 @@ from . import __version__
 from .data import CHANNELS, NORMALISATION, Canvas, load
 from .results import atomic_write_bytes
 from .models import RESIDUAL_ARCHS, ModelConfig, VGGLike, build
-from .runtime import cpu_budget, report, seed_everything
+from .runtime import cpu_budget, report, seed_everything, training_precision
 from .train import TrainConfig, train
 
 
@@ -48,7 +48,8 @@ class Entry:
     max_train: int | None = None
     image_size: int | None = None      # frame the 28-px items are padded to (default: the profile's, 32)
     # training precision: bfloat16 autocast, whose blur layers stay float32 (scripts/benchmark.py, bf16 / fp32:
-    # MaxPool 1.74x, MaxBlurPool-3 1.20x, MaxBlurPool-5 1.01x, ResNet-like 1.27x, canvas VGG-like 2.21x), else float32
+    # MaxPool 1.74x, MaxBlurPool-3 1.20x, MaxBlurPool-5 1.01x, ResNet-like 1.27x, canvas VGG-like 2.21x), else float32;
+    # bfloat16 only where the device computes it natively (runtime.training_precision)
     precision: str = "bf16"
 
 
@@ -187,13 +188,15 @@ def adapted(model: ModelConfig, dataset: str = "fashion_mnist", width_factor: in
 
 
 def full_config(name: str, n_train: int, epochs: int, seed: int, dataset: str = "fashion_mnist",
-                image_size: int = 32, batch_size: int = 128, width_factor: int = 1, convs_per_stage: int = 1) -> dict:
-    """Everything that determines a trained zoo model, as a JSON-able dict."""
+                image_size: int = 32, batch_size: int = 128, width_factor: int = 1, convs_per_stage: int = 1,
+                device: torch.device | str = "cpu") -> dict:
+    """Everything that determines a trained zoo model, as a JSON-able dict (the entry's bfloat16 training becomes
+    float32 on a CPU without bfloat16 units: ``runtime.training_precision``)."""
     if name not in ENTRIES:
         raise KeyError(f"zoo entry {name!r} is unknown; valid: {', '.join(ENTRIES)}")
     e = ENTRIES[name]
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, augment=e.augment, max_shift=e.max_shift, seed=seed,
-                       canvas=e.canvas, precision=e.precision)
+                       canvas=e.canvas, precision=training_precision(e.precision, device))
     model = adapted(e.model, dataset, width_factor, convs_per_stage)
     return {"name": name, "model": model.to_dict(), "train": tcfg.to_dict(),
             "data": {"dataset": dataset, "n_train": min(n_train, e.max_train or n_train),
@@ -324,7 +327,8 @@ def ensure(requests: list[tuple[str, int]], *, n_train: int, epochs: int, cache_
     """Train every (name, seed) of requests that is not cached yet, `workers` at a time (default: one per
     core this process may use; on a GPU one after the other); returns how many were trained. ``scale``:
     dataset, width_factor, convs_per_stage (``full_config``)."""
-    configs = {(name, seed): full_config(name, n_train, epochs, seed, **scale) for name, seed in dict.fromkeys(requests)}
+    configs = {(name, seed): full_config(name, n_train, epochs, seed, device=device, **scale)
+               for name, seed in dict.fromkeys(requests)}
     missing = [c for c in configs.values() if _cached(model_path(cache_dir, c), c) is None]
     if not missing:
         return 0
@@ -368,7 +372,7 @@ def get(name: str, *, n_train: int, epochs: int, seed: int = 0, cache_dir: str |
     """The trained zoo model `name` for this size and seed (and ``scale``: dataset, width_factor, convs_per_stage):
     loaded from cache, else trained and cached. Returns (model in eval mode on device, info with config, key,
     history, the weights' SHA-256, cache path and whether it was cached)."""
-    config = full_config(name, n_train, epochs, seed, **scale)
+    config = full_config(name, n_train, epochs, seed, device=device, **scale)
     path = model_path(cache_dir, config)
     report(f"{USE_EVENT} {name} seed {seed}")
     found = _cached(path, config)

@@ -250,32 +250,47 @@ at::Tensor from_vector(const std::vector<float>& v, const at::Tensor& like) {
   return t;
 }
 
-// x (N, H, W, C) -> y = ReLU(BN(x)), pooled: MaxPool2d(2, 2) of it; writes the batch mean and biased variance
+// x (N, H, W, C) -> y = ReLU(x * scale + shift) per channel, pooled: MaxPool2d(2, 2) of it
+template <typename T, int64_t CC>
+void normalise(const at::Tensor& xs, const Affine& a, bool pool, at::Tensor& y) {
+  using S = typename Io<T>::S;
+  const int64_t N = xs.size(0), C = xs.size(1), H = xs.size(2), W = xs.size(3), rows = N * H * W;
+  const S* src = reinterpret_cast<const S*>(xs.const_data_ptr());
+  S* dst = reinterpret_cast<S*>(y.data_ptr());
+  if (!pool) {
+    at::parallel_for(0, rows, kChunk, [&](int64_t r0, int64_t r1) {
+      normalise_rows<T, CC>(src, dst, r0, r1, C, a.scale.data(), a.shift.data());
+    });
+    return;
+  }
+  const int64_t Wo = W / 2;
+  at::parallel_for(0, N * (H / 2), 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      const S* top = src + 2 * k * W * C;
+      normalise_pool_row<T, CC>(top, top + W * C, dst + k * Wo * C, Wo, C, a.scale.data(), a.shift.data());
+    }
+  });
+}
+
+// training: the batch's statistics; writes the batch mean and biased variance
 template <typename T, int64_t CC>
 struct Forward {
   static void run(const at::Tensor& xs, const at::Tensor& w, const at::Tensor& b, double eps, bool pool, at::Tensor& y,
                   std::vector<float>& mean, std::vector<float>& var) {
     using S = typename Io<T>::S;
-    const int64_t N = xs.size(0), C = xs.size(1), H = xs.size(2), W = xs.size(3), rows = N * H * W;
-    const S* src = reinterpret_cast<const S*>(xs.const_data_ptr());
-    S* dst = reinterpret_cast<S*>(y.data_ptr());
-    const Affine a = batch_affine<T, CC>(src, rows, C, w.const_data_ptr<float>(), b.const_data_ptr<float>(), eps);
+    const int64_t rows = xs.size(0) * xs.size(2) * xs.size(3);
+    const Affine a = batch_affine<T, CC>(reinterpret_cast<const S*>(xs.const_data_ptr()), rows, xs.size(1),
+                                         w.const_data_ptr<float>(), b.const_data_ptr<float>(), eps);
     mean = a.mean;
     var = a.variance;
-    if (!pool) {
-      at::parallel_for(0, rows, kChunk, [&](int64_t r0, int64_t r1) {
-        normalise_rows<T, CC>(src, dst, r0, r1, C, a.scale.data(), a.shift.data());
-      });
-      return;
-    }
-    const int64_t Wo = W / 2;
-    at::parallel_for(0, N * (H / 2), 1, [&](int64_t k0, int64_t k1) {
-      for (int64_t k = k0; k < k1; ++k) {
-        const S* top = src + 2 * k * W * C;
-        normalise_pool_row<T, CC>(top, top + W * C, dst + k * Wo * C, Wo, C, a.scale.data(), a.shift.data());
-      }
-    });
+    normalise<T, CC>(xs, a, pool, y);
   }
+};
+
+// evaluation: the given (running) statistics
+template <typename T, int64_t CC>
+struct Inference {
+  static void run(const at::Tensor& xs, const Affine& a, bool pool, at::Tensor& y) { normalise<T, CC>(xs, a, pool, y); }
 };
 
 // From s = (sum g, sum g (x - mean)) per channel over `rows` values: dbias = sum g, dweight = sum g * xhat, and
@@ -345,6 +360,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_forward(const at::Tensor&
   std::vector<float> mean, var;
   dispatch<Forward>(x.scalar_type(), C, xs, floats(weight), floats(bias), eps, pool, y, mean, var);
   return {y.permute({0, 3, 1, 2}), from_vector(mean, x), from_vector(var, x)};
+}
+
+// Returns y = ReLU(BN(x)) with the given mean and variance (evaluation mode; pooled: MaxPool2d(2, 2) of it),
+// channels-last.
+at::Tensor bn_relu_eval(const at::Tensor& x, const at::Tensor& mean, const at::Tensor& var, const at::Tensor& weight,
+                        const at::Tensor& bias, double eps, bool pool) {
+  TORCH_CHECK(x.dim() == 4 && x.numel() > 0, "bn_relu_eval: expected a non-empty (N, C, H, W) map, got ", x.sizes());
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  for (const auto* t : {&mean, &var, &weight, &bias})
+    TORCH_CHECK(t->numel() == C, "bn_relu_eval: ", C, " channels but a parameter of ", t->numel(), " values");
+  TORCH_CHECK(!pool || (H % 2 == 0 && W % 2 == 0), "bn_relu_eval: the pooled form needs an even height and width, got ",
+              x.sizes());
+  const auto m = floats(mean), v = floats(var), w = floats(weight), b = floats(bias);
+  const Affine a = given_affine(m.const_data_ptr<float>(), v.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                                b.const_data_ptr<float>(), C, eps);
+  const auto xs = x.contiguous(at::MemoryFormat::ChannelsLast);
+  auto y = at::empty({N, pool ? H / 2 : H, pool ? W / 2 : W, C}, x.options());
+  dispatch<Inference>(x.scalar_type(), C, xs, a, pool, y);
+  return y.permute({0, 3, 1, 2});
 }
 
 // Returns dx, dweight, dbias of bn_relu_forward, from its output gradient, input and batch statistics.
@@ -622,6 +656,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> stem_bn_relu_backward(const at::T
 
 TORCH_LIBRARY_FRAGMENT(shiftlab_kernels, m) {
   m.def("bn_relu_forward(Tensor x, Tensor weight, Tensor bias, float eps, bool pool) -> (Tensor, Tensor, Tensor)");
+  m.def("bn_relu_eval(Tensor x, Tensor mean, Tensor var, Tensor weight, Tensor bias, float eps, bool pool) -> Tensor");
   m.def("bn_relu_backward(Tensor grad, Tensor x, Tensor mean, Tensor var, Tensor weight, Tensor bias, float eps, "
         "bool pool) -> (Tensor, Tensor, Tensor)");
   m.def("stem_bn_relu_forward(Tensor x, Tensor conv_w, Tensor weight, Tensor bias, float eps, bool pool) -> "
@@ -632,6 +667,7 @@ TORCH_LIBRARY_FRAGMENT(shiftlab_kernels, m) {
 
 TORCH_LIBRARY_IMPL(shiftlab_kernels, CPU, m) {
   m.impl("bn_relu_forward", &bn_relu_forward);
+  m.impl("bn_relu_eval", &bn_relu_eval);
   m.impl("bn_relu_backward", &bn_relu_backward);
   m.impl("stem_bn_relu_forward", &stem_bn_relu_forward);
   m.impl("stem_bn_relu_backward", &stem_bn_relu_backward);

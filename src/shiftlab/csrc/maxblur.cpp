@@ -83,20 +83,20 @@ Geometry geometry(int64_t N, int64_t C, int64_t H, int64_t W, const at::Tensor& 
   return {N, C, H, W, Ho, Wo, t.numel(), circular, a, axis(H, Ho, stride, a, circular), axis(W, Wo, stride, a, circular)};
 }
 
-// out[c] = sum_k w[k] in[step * at[k] + c] over a pixel's channels, summed in registers
+// out[c] = sum_k w[k] in[step * at[k] + c] over a pixel's channels, in tap order (loops the compiler vectorises at
+// this CPU's width)
 template <int64_t CC>
 inline void gather(float* __restrict__ out, const float* __restrict__ in, const int64_t* at, const float* w, int64_t n,
                    int64_t step, int64_t C_) {
-  if constexpr (CC > 0 && CC % 16 == 0) {
-    for (int64_t c = 0; c < CC; c += 16) {
-      F16 acc = {};
-      for (int64_t k = 0; k < n; ++k) acc += w[k] * load<F16>(in + step * at[k] + c);
-      std::memcpy(out + c, &acc, sizeof(F16));
-    }
-  } else {
-    for (int64_t c = 0; c < C_; ++c) out[c] = 0.f;
-    for (int64_t k = 0; k < n; ++k)
-      for (int64_t c = 0; c < C_; ++c) out[c] += w[k] * in[step * at[k] + c];
+  const int64_t C = CC > 0 ? CC : C_;
+  const float* __restrict__ first = in + step * at[0];
+#pragma GCC ivdep
+  for (int64_t c = 0; c < C; ++c) out[c] = 0.f + w[0] * first[c];
+  for (int64_t k = 1; k < n; ++k) {
+    const float* __restrict__ p = in + step * at[k];
+    const float wk = w[k];
+#pragma GCC ivdep
+    for (int64_t c = 0; c < C; ++c) out[c] += wk * p[c];
   }
 }
 
@@ -136,14 +136,14 @@ struct Forward {
     const int64_t H = g.H, W = g.W, C = CC > 0 ? CC : g.C, Ho = g.Ho, Wo = g.Wo, m = g.m;
     const S* src = reinterpret_cast<const S*>(xs.const_data_ptr());
     float* dst = y.data_ptr<float>();
-    uint8_t* won = code.data_ptr<uint8_t>();
+    uint8_t* won = code.numel() ? code.data_ptr<uint8_t>() : nullptr;   // none: inference
     at::parallel_for(0, g.N, 1, [&](int64_t n0, int64_t n1) {
       auto buffers = at::empty({H * W * C + H * Wo * C}, y.options());   // the dense max, its horizontal blur
       float* M = buffers.data_ptr<float>();
       float* across = M + H * W * C;
       for (int64_t n = n0; n < n1; ++n) {
         const S* x = src + n * H * W * C;
-        uint8_t* k = won + n * H * W * C;
+        uint8_t* k = won ? won + n * H * W * C : nullptr;
         for (int64_t p = 0; p < H; ++p) {
           const bool last_row = p + 1 == H;
           const S* top = x + p * W * C;
@@ -153,6 +153,15 @@ struct Forward {
             const int64_t q0 = q * C, q1 = (last_col ? (g.circular ? 0 : q) : q + 1) * C, o = (p * W + q) * C;
             // replicate: a winner in the copied row or column is the pixel it copies (bit 1 = bottom, bit 0 = right)
             const uint8_t keep = (g.circular || !last_row ? 2 : 0) | (g.circular || !last_col ? 1 : 0);
+            if (!k) {   // inference: the max alone
+#pragma GCC ivdep
+              for (int64_t c = 0; c < C; ++c) {
+                uint8_t unused;
+                M[o + c] = shiftlab::window_max(Io<T>::load(top[q0 + c]), Io<T>::load(top[q1 + c]),
+                                                Io<T>::load(bottom[q0 + c]), Io<T>::load(bottom[q1 + c]), unused);
+              }
+              continue;
+            }
 #pragma GCC ivdep
             for (int64_t c = 0; c < C; ++c) {
               const float v0 = Io<T>::load(top[q0 + c]), v1 = Io<T>::load(top[q1 + c]);
@@ -228,15 +237,16 @@ struct Backward {
   }
 };
 
-// x (N, C, H, W) -> y (N, C, ceil(H / s), ceil(W / s)) float32 channels-last, and the winners (N, H, W, C) bytes.
+// x (N, C, H, W) -> y (N, C, ceil(H / s), ceil(W / s)) float32 channels-last, and the winners (N, H, W, C) bytes
+// (an empty tensor when not `winners`: inference, no backward).
 std::tuple<at::Tensor, at::Tensor> maxblur_forward(const at::Tensor& x, const at::Tensor& taps, int64_t stride,
-                                                   bool circular) {
+                                                   bool circular, bool winners) {
   TORCH_CHECK(x.dim() == 4 && x.numel() > 0, "maxblur_forward: expected a non-empty (N, C, H, W) map, got ", x.sizes());
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const Geometry g = geometry(N, C, H, W, taps, stride, circular);
   const auto xs = x.contiguous(at::MemoryFormat::ChannelsLast);
   auto y = at::empty({N, g.Ho, g.Wo, C}, x.options().dtype(at::kFloat));
-  auto code = at::empty({N, H, W, C}, x.options().dtype(at::kByte));
+  auto code = winners ? at::empty({N, H, W, C}, x.options().dtype(at::kByte)) : at::empty({0}, x.options().dtype(at::kByte));
   dispatch<Forward>(x.scalar_type(), C, xs, g, y, code);
   return {y.permute({0, 3, 1, 2}), code};
 }
@@ -259,7 +269,7 @@ at::Tensor maxblur_backward(const at::Tensor& grad, const at::Tensor& code, cons
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(shiftlab_kernels, m) {
-  m.def("maxblur_forward(Tensor x, Tensor taps, int stride, bool circular) -> (Tensor, Tensor)");
+  m.def("maxblur_forward(Tensor x, Tensor taps, int stride, bool circular, bool winners) -> (Tensor, Tensor)");
   m.def("maxblur_backward(Tensor grad, Tensor code, Tensor taps, int stride, bool circular, ScalarType dtype) -> Tensor");
 }
 
