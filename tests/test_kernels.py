@@ -359,12 +359,12 @@ def test_stem_conv_is_left_to_torch_where_it_does_not_apply():
     assert x_grad.grad is not None and conv.weight.grad is not None
 
 
-def _first_block_run(block, x, pool, autocast):
-    """The first block's output under bfloat16 autocast or not, the gradients of sum(y * probe) for its parameters,
-    and BN's running statistics afterwards."""
+def _first_block_run(block, x, pool, autocast, fused=False):
+    """The first block's output under bfloat16 autocast or not (fused: the one compiled op, else the block's forward),
+    the gradients of sum(y * probe) for its parameters, and BN's running statistics afterwards."""
     block.zero_grad()
     with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
-        y = block(x, pool=pool)
+        y = kernels.stem_bn_relu(block[0].padded(x), block[0].weight, block[1], pool) if fused else block(x, pool=pool)
     probe = torch.randn(y.shape, generator=torch.Generator().manual_seed(5))
     (y.float() * probe).sum().backward()
     return y, [p.grad.clone() for p in block.parameters()], [block[1].running_mean.clone(), block[1].running_var.clone()]
@@ -383,7 +383,7 @@ def test_the_fused_first_block_is_conv_then_bn_relu_and_pool(fresh, autocast, to
     x = torch.randn(6, 1, 14, 10, generator=torch.Generator().manual_seed(1)).mul(2).round()
     assert kernels.fused_stem_applies(block[0], block[1], x, pool)
     start = copy.deepcopy(block.state_dict())
-    y, grads, stats = _first_block_run(block, x, pool, autocast)
+    y, grads, stats = _first_block_run(block, x, pool, autocast, fused=True)
     block.load_state_dict(start)
     with kernels.torch_ops_only():
         y_ref, grads_ref, stats_ref = _first_block_run(block, x, pool, autocast)
@@ -408,11 +408,21 @@ def test_the_fused_first_block_gives_the_same_numbers_for_any_thread_count():
         torch.set_num_threads(threads)
         try:
             block.load_state_dict(start)
-            y, grads, stats = _first_block_run(block, x, True, autocast=True)
+            y, grads, stats = _first_block_run(block, x, True, autocast=True, fused=True)
         finally:
             torch.set_num_threads(before)
         runs.append([y, *grads, *stats])
     assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+@needs_compiler
+def test_a_network_fuses_its_first_block_only_under_bfloat16_autocast():
+    from shiftlab import models
+    block = models.ConvBNReLU(1, 16, "circular").train()
+    x = torch.randn(4, 1, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert type(block(x, pool=True).grad_fn).__name__ == "_StemBNReLUBackward"
+    assert type(block(x, pool=True).grad_fn).__name__ != "_StemBNReLUBackward"   # float32: stem conv, then bn_relu
 
 
 def test_the_fused_first_block_is_left_to_torch_where_it_does_not_apply():

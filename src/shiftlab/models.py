@@ -117,9 +117,11 @@ class ConvBNReLU(nn.Sequential):
         )
 
     def forward(self, x: torch.Tensor, pool: bool = False) -> torch.Tensor:
-        """ReLU . BN . Conv(x); pooled: MaxPool_{2,2} of it (the first block of a network in training: one op)."""
+        """ReLU . BN . Conv(x); pooled: MaxPool_{2,2} of it (the first block of a network trained under bfloat16
+        autocast: one op, which recomputes the conv in each pass; in float32 that costs more than storing the conv's
+        output, measured on an AVX2 CPU, and the stem conv and bn_relu run instead)."""
         conv, bn = self[0], self[1]
-        if fused_stem_applies(conv, bn, x, pool):
+        if torch.is_autocast_enabled(x.device.type) and fused_stem_applies(conv, bn, x, pool):
             return stem_bn_relu(conv.padded(x), conv.weight, bn, pool)
         return bn(conv(x), pool=pool)
 
