@@ -196,7 +196,12 @@ def test_a_trained_network_predicts_the_same_in_inference_with_the_fused_layers(
     with torch.no_grad():
         for _ in range(3):   # running statistics away from their initial values
             net.train()(x)
-    ours = metrics.predict_logits(net, x)
+    calls = []
+    with pytest.MonkeyPatch.context() as mp:   # count the inference kernel's calls
+        mp.setattr(torch.ops.shiftlab_kernels, "bn_relu_eval",
+                   lambda *a, op=torch.ops.shiftlab_kernels.bn_relu_eval: calls.append(1) or op(*a), raising=False)
+        ours = metrics.predict_logits(net, x)
+    assert calls   # the fused inference path ran
     with kernels.torch_ops_only():
         torchs = metrics.predict_logits(net, x)
     assert torch.allclose(ours, torchs, rtol=1e-5, atol=1e-5) and torch.equal(ours.argmax(1), torchs.argmax(1))
@@ -288,6 +293,20 @@ def test_fused_aps_keeps_the_phase_and_gradients_of_torchs_ops(dtype, shape, str
 
 
 @needs_compiler
+@needs_compiler
+def test_maxblur_backward_gives_zero_to_pixels_no_output_reads():
+    """A blur shorter than the stride (taps [1], stride 3) reads the dense max at one pixel in three, whose window
+    covers pixels 3k and 3k + 1: pixels 3k + 2 get zero gradient."""
+    kernels.compiled()
+    x = torch.randn(2, 16, 9, 9).contiguous(memory_format=torch.channels_last)
+    y, code = torch.ops.shiftlab_kernels.maxblur_forward(x, torch.ones(1), 3, True, True)
+    dx = torch.ops.shiftlab_kernels.maxblur_backward(torch.ones_like(y), code, torch.ones(1), 3, True, torch.float32)
+    read = torch.zeros(9, dtype=torch.bool)
+    read[::3] = read[1::3] = True
+    assert dx.sum().item() == y.numel()   # each output's gradient goes to exactly one input pixel
+    assert (dx[:, :, ~read, :] == 0).all() and (dx[:, :, :, ~read] == 0).all()
+
+
 def test_the_fused_layers_refuse_what_the_unfused_ones_treat_differently():
     tiny = torch.rand(1, 4, 2, 2)
     with pytest.raises(ValueError, match="wraps more than once"):   # a circular blur wider than the map, either way

@@ -235,6 +235,19 @@ def test_fourier_shift_by_whole_cells_is_a_roll():
         torch.testing.assert_close(metrics.fourier_shift(f, ty, tx), torch.roll(f, (ty, tx), (-2, -1)), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("size", [(8, 6), (7, 9)])
+def test_fourier_shift_on_half_the_spectrum_is_the_full_spectrum_shift(size):
+    """F^-1[F(f) ramp] is real for a real f (the ramp keeps the spectrum Hermitian), so rfft2 / irfft2 give it."""
+    f = _rand(2, 3, *size, seed=4)
+    h, w = size
+    ky, kx = torch.fft.fftfreq(h), torch.fft.fftfreq(w)
+    for ty, tx in [(0.3, -1.7), (0.5, 0.5), (2, 1)]:
+        full = torch.fft.fft2(f) * metrics._phase_ramp(ky, ty, h)[:, None] * metrics._phase_ramp(kx, tx, w)[None, :]
+        want = torch.fft.ifft2(full).real
+        torch.testing.assert_close(metrics.fourier_shift(f, ty, tx), want, atol=2e-6, rtol=0)
+        torch.testing.assert_close(metrics.fourier_shift(f, ty, tx, torch.fft.rfft2(f)), want, atol=2e-6, rtol=0)
+
+
 @pytest.mark.parametrize("stride", [2, 4])
 def test_fourier_shift_distance_is_zero_for_a_band_limited_map_at_every_shift(stride):
     """x band-limited below the coarse Nyquist: x[::s] of roll(x, d) is the band-limited shift of x[::s] by d/s."""

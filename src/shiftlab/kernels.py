@@ -5,7 +5,7 @@ dense_max is Max_{2,1}, the 2x2 max at stride 1 inside MaxBlurPool and APS: torc
 an int64 index per output and scatters its gradient; csrc/dense_max.cpp keeps one byte per output and gathers.
 Values and float32 gradients equal max_pool2d's bit for bit (tests/test_kernels.py).
 
-bn_relu is ReLU . BN in training mode, optionally followed by MaxPool_{2,2}, as one op: torch runs three or four, each
+bn_relu is ReLU . BN, optionally followed by MaxPool_{2,2}, as one op; in training mode torch runs three or four, each
 a pass over the map writing a full-size result (normalised map, ReLU, int64 pool indices, zero-filled gradients);
 csrc/bn_relu.cpp writes only the output and recomputes the ReLU mask and the pool's winners in the backward. In
 inference (running statistics, no gradient recorded, float32) it is one pass where torch's ops take three. The same
@@ -13,7 +13,7 @@ function as torch's ops within float rounding (the statistics are summed in anot
 
 maxblur is MaxBlurPool, Subsample_s . Blur_m . Max_{2,1}, with circular padding or the replicate / reflect padding of
 the other networks, one image at a time in cache-sized buffers (csrc/maxblur.cpp): the input read once, only the
-output and a byte per pixel written, instead of a float32 copy, padded copies, the dense max and the blur convolution
+output and (in training, for the backward) a byte per pixel written, instead of a float32 copy, padded copies, the dense max and the blur convolution
 each passing over the map. At stride 1 it is the dense max and blur before APS-LPF's phase choice. The same function
 as the unfused layer within float rounding (the blur's sums run in another order), tested.
 
@@ -28,7 +28,8 @@ padded (csrc/stem_conv.cpp): each output pixel's kh * kw taps times a row of C w
 summed over the batch; oneDNN runs it as a general convolution at a tenth of this CPU's matmul rate. The same function
 as F.conv2d within float rounding (the taps are summed in another order), tested. In training, stem_bn_relu runs the
 whole first block (the stem conv, bn_relu and the pool) as one op that never stores the conv's output, the largest map
-of the network: each pass recomputes it from the one-channel input (csrc/bn_relu.cpp).
+of the network: each pass recomputes it from the one-channel input (csrc/bn_relu.cpp). Networks take it under
+bfloat16 autocast only: in float32 on an AVX2 CPU the recomputation cost more than it saved (models.ConvBNReLU).
 
 $SHIFTLAB_KERNELS=off uses torch's ops only.
 """
@@ -171,7 +172,7 @@ def _update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Ten
 def _fusable_in_inference(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool) -> bool:
     """Whether the compiled op computes bn_relu(x, bn, pool) in evaluation: running statistics, no gradient recorded,
     a CPU float32 map outside autocast (even height and width when pooled), the kernels built and not switched off."""
-    return (not bn.training and bn.affine and bn.running_mean is not None and not torch.is_grad_enabled()
+    return (x.numel() > 0 and not bn.training and bn.affine and bn.running_mean is not None and not torch.is_grad_enabled()
             and x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type) and _runs_compiled(x)
             and not (pool and (x.size(2) % 2 or x.size(3) % 2)))
 

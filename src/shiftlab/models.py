@@ -100,7 +100,7 @@ def _check(ok: bool, message: str) -> None:
 
 
 class BatchNormReLU(nn.BatchNorm2d):
-    """ReLU . BN (pooled: MaxPool_{2,2} . ReLU . BN), one compiled op in training (kernels.bn_relu)."""
+    """ReLU . BN (pooled: MaxPool_{2,2} . ReLU . BN), one compiled op in training and inference (kernels.bn_relu)."""
 
     def forward(self, x: torch.Tensor, pool: bool = False) -> torch.Tensor:
         return bn_relu(x, self, pool)

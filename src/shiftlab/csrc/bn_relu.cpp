@@ -1,5 +1,5 @@
-// Training-mode BatchNorm2d . ReLU, optionally followed by MaxPool2d(2, 2), on channels-last CPU maps: forward and
-// backward, each in a few passes over the map.
+// BatchNorm2d . ReLU, optionally followed by MaxPool2d(2, 2), on channels-last CPU maps: in training forward and
+// backward, each in a few passes over the map; in inference (running statistics, bn_relu_eval) one pass.
 //
 // torch runs these as three or four ops, each a pass over the full-size map that writes a full-size result (the
 // normalised map, the ReLU, the pool's int64 indices, a zero-filled gradient to scatter into). Here the forward

@@ -6,8 +6,9 @@
 // input, the circular pad, the dense max, the blur convolution and, in the backward, their gradients. Here one image
 // at a time is read once, its dense max, the blur's horizontal and vertical passes (separable: the 2-D binomial
 // filter is a a^T) stay in per-thread buffers that fit in the cache, and only the output (a quarter of the map, in
-// float32) and one byte per pixel (which of the four window pixels won the max) are written. The backward gathers
-// each input pixel's gradient from the (up to four) windows it won, as csrc/dense_max.cpp does.
+// float32) and, when a backward will follow, one byte per pixel (which of the four window pixels won the max) are
+// written. The backward gathers each input pixel's gradient from the (up to four) windows it won, as
+// csrc/dense_max.cpp does.
 //
 // Index conventions: M[p, q] = max of x at rows p, p+1 and columns q, q+1 (mod H, W; replicate: row H is row H-1,
 // column W column W-1), the first of equal values winning (NaN wins), code 0..3 = top-left, top-right, bottom-left,
@@ -89,6 +90,10 @@ template <int64_t CC>
 inline void gather(float* __restrict__ out, const float* __restrict__ in, const int64_t* at, const float* w, int64_t n,
                    int64_t step, int64_t C_) {
   const int64_t C = CC > 0 ? CC : C_;
+  if (n == 0) {   // a pixel no output reads (a blur shorter than the stride)
+    std::fill(out, out + C, 0.f);
+    return;
+  }
   const float* __restrict__ first = in + step * at[0];
 #pragma GCC ivdep
   for (int64_t c = 0; c < C; ++c) out[c] = 0.f + w[0] * first[c];
