@@ -1,4 +1,5 @@
 """The model cache: trained once, reused, and never loaded when truncated, corrupt or foreign."""
+import os
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,15 @@ def test_bfloat16_training_only_where_the_device_computes_it_natively(monkeypatc
         assert zoo.full_config("baseline", **SMALL)["train"].get("precision") == cpu_precision
         assert zoo.full_config("baseline", **SMALL, device="cuda")["train"]["precision"] == "bf16"
         assert "precision" not in zoo.full_config("c8", **SMALL)["train"]
+
+
+def test_training_workers_and_kernels_allocate_large_maps_in_huge_pages(monkeypatch):
+    """torch reads THP_MEM_ALLOC_ENABLE once as a process starts: the processes started after the call get it, and a
+    value the user set is kept."""
+    from shiftlab import runtime
+    monkeypatch.delenv(runtime.LARGE_PAGES_ENV, raising=False)
+    runtime.large_pages_for_new_processes()
+    assert os.environ[runtime.LARGE_PAGES_ENV] == "1"
+    monkeypatch.setenv(runtime.LARGE_PAGES_ENV, "0")
+    runtime.large_pages_for_new_processes()
+    assert os.environ[runtime.LARGE_PAGES_ENV] == "0"

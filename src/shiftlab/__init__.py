@@ -1,2 +1,2 @@
 """shiftlab: measured answers to whether and why convolutional networks are translation invariant."""
-__version__ = "0.4.1"
+__version__ = "0.4.2"

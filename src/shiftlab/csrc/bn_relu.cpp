@@ -182,7 +182,8 @@ inline void window_grads(float x0, float x1, float x2, float x3, float scale, fl
   const float v2 = relu_as_stored<T>(x2, scale, shift), v3 = relu_as_stored<T>(x3, scale, shift);
   const float m = std::max(std::max(v0, v1), std::max(v2, v3));
   const float g = m > 0.f ? gy : 0.f;
-  const bool w0 = v0 == m, w1 = !w0 && v1 == m, w2 = !w0 && !w1 && v2 == m, w3 = !w0 && !w1 && !w2;
+  // bitwise, not short-circuit: no branch, so the callers' loops over channels vectorise
+  const bool w0 = v0 == m, w1 = !w0 & (v1 == m), w2 = !(w0 | w1) & (v2 == m), w3 = !(w0 | w1 | w2);
   g0 = w0 ? g : 0.f;
   g1 = w1 ? g : 0.f;
   g2 = w2 ? g : 0.f;

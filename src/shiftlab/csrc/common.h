@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace shiftlab {
@@ -33,11 +34,10 @@ template <> struct Io<c10::BFloat16> {
   }
 };
 
-// 16 floats, 16 int32 lanes, 16 bytes: GCC's vector extensions, one AVX-512 register (two AVX2 ones) each; the
-// kernels use them where the channel count is a multiple of 16, as in every network here
+// 16 floats: one AVX-512 register (two AVX2 ones), for a pixel's 16 channels (the first convolution's forward, the
+// fused first block); 8 floats: one AVX2 register, for sums that must stay in registers on a CPU with sixteen of them
 typedef float F16 __attribute__((vector_size(64)));
-typedef int32_t I16 __attribute__((vector_size(64)));
-typedef uint8_t B16 __attribute__((vector_size(16)));
+typedef float F8 __attribute__((vector_size(32)));
 
 template <typename V>
 inline V load(const void* p) {
@@ -67,15 +67,22 @@ inline A window_max(A v0, A v1, A v2, A v3, uint8_t& winner) {
   return best;
 }
 
+// g where c holds, else +0: a select on the bits (a ternary on a byte's comparison is a branch GCC does not vectorise)
+template <typename A>
+inline A keep_if(bool c, A g) {
+  using U = std::conditional_t<sizeof(A) == 8, uint64_t, uint32_t>;
+  return __builtin_bit_cast(A, __builtin_bit_cast(U, g) & (U(0) - U(c)));
+}
+
 // One pixel's gradient from the four windows holding it as their pixel 3, 2, 1, 0 (the windows at (p-1, q-1),
 // (p-1, q), (p, q-1), (p, q)): the gradient g of each window whose winner code k names the pixel, summed in that order.
 template <typename A>
 inline A won_gradient(A g3, uint8_t k3, A g2, uint8_t k2, A g1, uint8_t k1, A g0, uint8_t k0) {
   A acc = 0;
-  acc += k3 == 3 ? g3 : A(0);
-  acc += k2 == 2 ? g2 : A(0);
-  acc += k1 == 1 ? g1 : A(0);
-  acc += k0 == 0 ? g0 : A(0);
+  acc += keep_if(k3 == 3, g3);
+  acc += keep_if(k2 == 2, g2);
+  acc += keep_if(k1 == 1, g1);
+  acc += keep_if(k0 == 0, g0);
   return acc;
 }
 

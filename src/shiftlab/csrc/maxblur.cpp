@@ -27,10 +27,7 @@
 
 namespace {
 
-using shiftlab::B16;
 using shiftlab::dispatch;
-using shiftlab::F16;
-using shiftlab::I16;
 using shiftlab::Io;
 using shiftlab::load;
 
@@ -115,23 +112,10 @@ struct Window {
 // pixel is their bottom-right, bottom-left, top-right, top-left)
 template <int64_t CC>
 inline void pixel_gradient(float* __restrict__ out, Window w3, Window w2, Window w1, Window w0, int64_t C_) {
-  if constexpr (CC > 0 && CC % 16 == 0) {
-    for (int64_t c = 0; c < CC; c += 16) {
-      auto part = [&](Window w, int32_t code) {
-        const I16 won = __builtin_convertvector(load<B16>(w.k + c), I16) == code;
-        return reinterpret_cast<F16>(reinterpret_cast<I16>(load<F16>(w.g + c)) & won);
-      };
-      F16 acc = {};
-      acc += part(w3, 3);
-      acc += part(w2, 2);
-      acc += part(w1, 1);
-      acc += part(w0, 0);
-      std::memcpy(out + c, &acc, sizeof(F16));
-    }
-  } else {
-    for (int64_t c = 0; c < C_; ++c)
-      out[c] = shiftlab::won_gradient(w3.g[c], w3.k[c], w2.g[c], w2.k[c], w1.g[c], w1.k[c], w0.g[c], w0.k[c]);
-  }
+  const int64_t C = CC > 0 ? CC : C_;
+#pragma GCC ivdep
+  for (int64_t c = 0; c < C; ++c)
+    out[c] = shiftlab::won_gradient(w3.g[c], w3.k[c], w2.g[c], w2.k[c], w1.g[c], w1.k[c], w0.g[c], w0.k[c]);
 }
 
 template <typename T, int64_t CC>

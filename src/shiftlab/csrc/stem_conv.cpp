@@ -21,14 +21,13 @@
 
 namespace {
 
-using shiftlab::add_products3x3;
 using shiftlab::as_vectors;
 using shiftlab::chunked_sums;
 using shiftlab::conv3x3;
 using shiftlab::dispatch;
 using shiftlab::F16;
+using shiftlab::F8;
 using shiftlab::Io;
-using shiftlab::load16;
 using shiftlab::rows_as_float;
 using shiftlab::store16;
 using shiftlab::taps_by_position;
@@ -97,17 +96,32 @@ struct WeightGrad {
       const int64_t r0 = k * rows_per_chunk, r1 = std::min(N * H, (k + 1) * rows_per_chunk);
       if constexpr (kVector<CC>) {
         if (vec) {
-          F16 vacc[9 * CC / 16] = {};
-          std::vector<float> rows(3 * Wp);
+          std::vector<float> rows(3 * Wp), grow(W * CC);
           for (int64_t r = r0; r < r1; ++r) {
             rows_as_float<T>(src + (r / H) * Hp * Wp + (r % H) * Wp, Wp, 3, rows.data());
-            for (int64_t j = 0; j < W; ++j) {
-              F16 g[CC / 16];
-              for (int64_t l = 0; l < CC / 16; ++l) g[l] = load16<T>(gy + (r * W + j) * C + l * 16);
-              add_products3x3<CC / 16>(rows.data() + j, Wp, g, vacc);
+            rows_as_float<T>(gy + r * W * CC, W * CC, 1, grow.data());
+            // one input row a at a time: its three taps' sums over the row, 3 L vectors that stay in registers
+            // (all nine taps' would not fit in an AVX2 CPU's sixteen)
+            for (int64_t a = 0; a < 3; ++a) {
+              const float* x = rows.data() + a * Wp;
+              F8 s0[CC / 8] = {}, s1[CC / 8] = {}, s2[CC / 8] = {};
+              for (int64_t j = 0; j < W; ++j) {
+#pragma GCC unroll 8
+                for (int64_t l = 0; l < CC / 8; ++l) {
+                  const F8 g = shiftlab::load<F8>(grow.data() + j * CC + l * 8);
+                  s0[l] += g * x[j];
+                  s1[l] += g * x[j + 1];
+                  s2[l] += g * x[j + 2];
+                }
+              }
+              for (int64_t l = 0; l < CC / 8; ++l)
+                for (int64_t i = 0; i < 8; ++i) {
+                  acc[(a * 3) * CC + l * 8 + i] += s0[l][i];
+                  acc[(a * 3 + 1) * CC + l * 8 + i] += s1[l][i];
+                  acc[(a * 3 + 2) * CC + l * 8 + i] += s2[l][i];
+                }
             }
           }
-          std::memcpy(acc, vacc, sizeof(vacc));
           return;
         }
       }
