@@ -141,7 +141,8 @@ def training(n: int) -> list[dict]:
         with kernels.torch_ops_only():
             bf16_torch = train_rate(name, n, 1, "bf16")
         many = train_rate(name, n, cores)
-        with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with runtime.large_pages_in_new_processes(), \
+                ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn")) as pool:   # as zoo's workers
             workers = sum(pool.map(_worker_rate, [name] * cores, [n] * cores))
         rows.append({"architecture": name, "img/s (1 thread)": round(one["img/s"]),
                      "GFLOP/s (1 thread)": round(one["GFLOP/s"], 1),

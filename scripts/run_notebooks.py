@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from shiftlab.evalcache import EVAL_EVENT  # noqa: E402
 from shiftlab.params import ParameterError, load_profile, notebook_parameters, validate  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
-from shiftlab.runtime import CORES_ENV, EVENTS_ENV, cpu_count, large_pages_for_new_processes  # noqa: E402
+from shiftlab.runtime import CORES_ENV, EVENTS_ENV, cpu_count, large_pages_in_new_processes  # noqa: E402
 from shiftlab.zoo import TRAIN_EVENT, USE_EVENT  # noqa: E402
 
 KERNEL = "shiftlab"
@@ -368,10 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     times = load_times(times_path)
     if args.record_reference:
         return record_reference(times, times_path, Path(args.reference))
-    large_pages_for_new_processes()   # the notebook kernels, which train and evaluate
-    if args.jobs == 1:
-        return run_sequential(jobs, out_dir, results_dir, times, times_path)
-    return run_parallel(jobs, out_dir, results_dir, times, times_path, args.jobs, gpus, load_times(Path(args.reference)))
+    with large_pages_in_new_processes():   # the notebook kernels, which train and evaluate
+        if args.jobs == 1:
+            return run_sequential(jobs, out_dir, results_dir, times, times_path)
+        return run_parallel(jobs, out_dir, results_dir, times, times_path, args.jobs, gpus,
+                            load_times(Path(args.reference)))
 
 
 def record_reference(times: dict, times_path: Path, reference: Path) -> int:

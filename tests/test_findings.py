@@ -86,6 +86,13 @@ def test_disagreements_fail_only_on_contradicted_or_missing_claims():
     assert new == ["new"]
 
 
+def test_two_runs_agree_only_where_they_reach_the_same_verdict():
+    found = {"same": REVERSED, "lost": UNRESOLVED, "gained": REPRODUCED, "flipped": REVERSED, "new": REPRODUCED}
+    stated = {"same": REVERSED, "lost": REPRODUCED, "gained": UNRESOLVED, "flipped": REPRODUCED}
+    assert findings.agreed(found, stated) == {"same": REVERSED, "lost": UNRESOLVED, "gained": UNRESOLVED,
+                                              "flipped": UNRESOLVED, "new": REPRODUCED}
+
+
 def test_table_reads_as_words():
     t = findings.table([findings.by_seed("a", "Consistency rises", [0.1, 0.12], paper="+1.7 pp")])
     assert list(t.columns) == ["paper", "measured (95 % interval)", "verdict", "method"]

@@ -331,7 +331,7 @@ def _stem_run(conv, x, autocast):
 @needs_compiler
 @pytest.mark.parametrize("autocast,tol", [(False, 1e-5), (True, 2e-2)])
 @pytest.mark.parametrize("pad_mode", ["zeros", "circular", "reflect", "replicate", "valid"])
-@pytest.mark.parametrize("channels,kernel", [(16, 3), (64, 3), (24, 3), (16, 5)])
+@pytest.mark.parametrize("channels,kernel", [(16, 3), (32, 3), (64, 3), (24, 3), (16, 5)])
 def test_stem_conv_is_torchs_one_channel_convolution(fresh, autocast, tol, pad_mode, channels, kernel):
     torch.manual_seed(0)
     valid = pad_mode == "valid"

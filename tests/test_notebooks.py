@@ -8,8 +8,9 @@ import sys
 import nbformat
 import papermill as pm
 import pytest
+import yaml
 
-from shiftlab import params, results
+from shiftlab import findings, params, results
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -223,3 +224,8 @@ def test_summary_and_check_findings_read_every_verdict(smoke_run, tmp_path):
     claims.write_text(claims.read_text().replace(f"{key}: {measured[key]}", f"{key}: {flipped}"))
     proc = check("--claims", str(claims))
     assert proc.returncode == 1 and f"MISMATCH    {key}: stated '{flipped}'" in proc.stdout
+    # a run on another machine that decides the claim otherwise: noise, so the book states it as not resolved
+    assert check("--claims", str(claims), "--record", "--agree").returncode == 0
+    agreed = yaml.safe_load(claims.read_text())
+    assert agreed[key] == findings.UNRESOLVED and {k: v for k, v in agreed.items() if k != key} == \
+        {k: v for k, v in measured.items() if k != key}

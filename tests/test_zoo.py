@@ -166,12 +166,15 @@ def test_bfloat16_training_only_where_the_device_computes_it_natively(monkeypatc
 
 
 def test_training_workers_and_kernels_allocate_large_maps_in_huge_pages(monkeypatch):
-    """torch reads THP_MEM_ALLOC_ENABLE once as a process starts: the processes started after the call get it, and a
-    value the user set is kept."""
+    """torch reads THP_MEM_ALLOC_ENABLE once per process: the processes started within the block get it, a value the
+    user set is kept, and the environment is as before after the block."""
     from shiftlab import runtime
-    monkeypatch.delenv(runtime.LARGE_PAGES_ENV, raising=False)
-    runtime.large_pages_for_new_processes()
-    assert os.environ[runtime.LARGE_PAGES_ENV] == "1"
+    monkeypatch.setenv(runtime.LARGE_PAGES_ENV, "x")   # recorded, so that pytest restores the session's own state
+    monkeypatch.delenv(runtime.LARGE_PAGES_ENV)
+    with runtime.large_pages_in_new_processes():
+        assert os.environ[runtime.LARGE_PAGES_ENV] == "1"
+    assert runtime.LARGE_PAGES_ENV not in os.environ
     monkeypatch.setenv(runtime.LARGE_PAGES_ENV, "0")
-    runtime.large_pages_for_new_processes()
+    with runtime.large_pages_in_new_processes():
+        assert os.environ[runtime.LARGE_PAGES_ENV] == "0"
     assert os.environ[runtime.LARGE_PAGES_ENV] == "0"

@@ -176,3 +176,9 @@ def disagreements(found: dict[str, str], stated: dict[str, str]) -> tuple[list[s
                  if k in found and v != UNRESOLVED and found[k] != v]
     new = [k for k in found if k not in stated]
     return failures, new
+
+
+def agreed(found: dict[str, str], stated: dict[str, str]) -> dict[str, str]:
+    """The verdicts two runs share (two machines, or two seeds): a claim they decide differently was noise and is
+    not resolved; a claim only one run measured keeps that run's verdict."""
+    return {k: v if stated.get(k, v) == v else UNRESOLVED for k, v in found.items()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import os
 import random
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +15,23 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _precision = "fp32"
 EVENTS_ENV = "SHIFTLAB_EVENTS"
 CORES_ENV = "SHIFTLAB_CORES"
-LARGE_PAGES_ENV = "THP_MEM_ALLOC_ENABLE"   # read by torch's CPU allocator once, as the process starts
+LARGE_PAGES_ENV = "THP_MEM_ALLOC_ENABLE"   # read by torch's CPU allocator once per process
 
 
-def large_pages_for_new_processes() -> None:
-    """Have the processes started from now on (training workers, notebook kernels) allocate maps of 2 MB or more in
-    transparent huge pages, unless the user set THP_MEM_ALLOC_ENABLE: a 64 px network's 33 MB maps otherwise come as
-    fresh 4 kB pages on every step (canvas ResNet-like, 1,280 images on an AVX2 CPU: 3.5 s -> 2.7 s, 540k -> 50k
-    page faults; 32 px networks unchanged)."""
+@contextmanager
+def large_pages_in_new_processes():
+    """Within the block, processes started (training workers, notebook kernels) allocate maps of 2 MB or more in
+    transparent huge pages (Linux, THP mode madvise or always), unless the user set THP_MEM_ALLOC_ENABLE; torch reads
+    it once, at a process's first allocation. A 64 px network's 33 MB maps otherwise come as fresh 4 kB pages on every
+    step (canvas ResNet-like, 1,280 images on an AVX2 CPU: 3.5 s -> 2.7 s, 540k -> 50k page faults; 32 px networks
+    unchanged). The environment is restored after the block."""
+    before = os.environ.get(LARGE_PAGES_ENV)
     os.environ.setdefault(LARGE_PAGES_ENV, "1")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(LARGE_PAGES_ENV, None)
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -32,7 +32,7 @@ from . import __version__
 from .data import CHANNELS, NORMALISATION, Canvas, load
 from .results import atomic_write_bytes
 from .models import RESIDUAL_ARCHS, ModelConfig, VGGLike, build
-from .runtime import cpu_budget, large_pages_for_new_processes, report, seed_everything, training_precision
+from .runtime import cpu_budget, large_pages_in_new_processes, report, seed_everything, training_precision
 from .train import TrainConfig, train
 
 
@@ -357,8 +357,8 @@ def _train_all(configs: list[dict], cache_dir: str | Path, device: str, workers:
             else:
                 bar.update()
         return busy
-    large_pages_for_new_processes()
-    with ProcessPoolExecutor(min(workers, len(configs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+    with large_pages_in_new_processes(), \
+            ProcessPoolExecutor(min(workers, len(configs)), mp_context=multiprocessing.get_context("spawn")) as pool:
         jobs = {pool.submit(_train_to_cache, c, str(model_path(cache_dir, c)), "cpu", False, wait): c for c in configs}
         for job in as_completed(jobs):
             if job.result() is None:

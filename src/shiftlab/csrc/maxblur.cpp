@@ -20,7 +20,6 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "common.h"
@@ -29,7 +28,6 @@ namespace {
 
 using shiftlab::dispatch;
 using shiftlab::Io;
-using shiftlab::load;
 
 // One axis of the blur: output k reads taps[t] at input index idx[k * m + t]; input p is read by the (output, tap)
 // pairs from[start[p] .. start[p + 1]) (for the backward, which gathers instead of scattering).
