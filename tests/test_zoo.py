@@ -165,6 +165,16 @@ def test_bfloat16_training_only_where_the_device_computes_it_natively(monkeypatc
         assert "precision" not in zoo.full_config("c8", **SMALL)["train"]
 
 
+def test_bfloat16_units_are_read_from_the_cpus_flags(monkeypatch):
+    from shiftlab import runtime
+    for description, units in (("flags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\nmodel name\t: AMX CPU", True),
+                               ("flags\t\t: fpu avx2 avx512_bf16\nmodel name\t: Zen 4", True),
+                               ("flags\t\t: fpu avx2 fma avx512f\nmodel name\t: AVX-512, no bf16", False),
+                               ("model name\t: amx_bf16 in a name, not a flag", False), (None, False)):
+        monkeypatch.setattr(runtime, "cpu_description", lambda: description)
+        assert runtime.cpu_has_bf16_units() is units, description
+
+
 def test_training_workers_and_kernels_allocate_large_maps_in_huge_pages(monkeypatch):
     """torch reads THP_MEM_ALLOC_ENABLE once per process: the processes started within the block get it, a value the
     user set is kept, and the environment is as before after the block."""

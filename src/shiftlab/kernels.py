@@ -48,6 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import runtime
+
 KERNELS_ENV = "SHIFTLAB_KERNELS"
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = [CSRC / name for name in ("dense_max.cpp", "bn_relu.cpp", "maxblur.cpp", "aps.cpp", "stem_conv.cpp")]
@@ -57,11 +59,7 @@ _torch_only = False
 
 def _cpu_signature() -> str:
     """The CPU's model and feature flags (the kernels are compiled for this CPU with -march=native)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))}))
-    except OSError:
-        return platform.processor() or platform.machine()
+    return runtime.cpu_description() or platform.processor() or platform.machine()
 
 
 def extension_name() -> str:

@@ -47,14 +47,21 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 @functools.cache
+def cpu_description() -> str | None:
+    """This CPU's 'model name' and 'flags' lines of /proc/cpuinfo, each distinct one once, sorted (None where there is
+    no /proc/cpuinfo)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))}))
+
+
 def cpu_has_bf16_units() -> bool:
     """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX-BF16 among /proc/cpuinfo's flags). Elsewhere
     oneDNN emulates bfloat16, and autocast trains our networks about 6x slower than float32 (an AVX2 CPU, measured)."""
-    try:
-        flags = {f for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
-                 for f in line.split(":", 1)[1].split()}
-    except OSError:
-        return False
+    flags = {f for line in (cpu_description() or "").splitlines() if line.startswith("flags")
+             for f in line.split(":", 1)[1].split()}
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
