@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 
-from shiftlab import data, metrics, zoo  # noqa: E402
+from shiftlab import data, metrics, runtime, zoo  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
 
 NETWORKS = {"baseline": "MaxPool", "maxblur5": "MaxBlurPool, filter 5",
@@ -65,13 +65,13 @@ def markdown(acc: dict[str, dict[int, float]], budget: int, seed: int) -> str:
     return ("<!-- written by scripts/convergence.py; do not edit -->\n"
             f"Test accuracy (%) on the 10,000 Fashion-MNIST test images after training on all 60,000 "
             f"training images (the canvas network: {zoo.CANVAS_TRAIN:,}, as in the book), trained as the book trains them "
-            f"({_precision_text(seed)}), seed {seed}:\n\n" + "\n".join(lines) +
+            f"({_precision_text()}), seed {seed}:\n\n" + "\n".join(lines) +
             f"\n\nThe book trains {budget} epochs. Below the {longest}-epoch accuracy: {below}.\n")
 
 
-def _precision_text(seed: int) -> str:
+def _precision_text() -> str:
     """How the book's networks train on this machine (runtime.training_precision)."""
-    if zoo.full_config("baseline", 1, 1, seed)["train"].get("precision") == "bf16":
+    if runtime.training_precision(zoo.ENTRIES["baseline"].precision) == "bf16":
         return "bfloat16 autocast, float32 weights"
     return "float32: this CPU has no bfloat16 units"
 

@@ -13,8 +13,8 @@ function as torch's ops within float rounding (the statistics are summed in anot
 
 maxblur is MaxBlurPool, Subsample_s . Blur_m . Max_{2,1}, with circular padding or the replicate / reflect padding of
 the other networks, one image at a time in cache-sized buffers (csrc/maxblur.cpp): the input read once, only the
-output and (in training, for the backward) a byte per pixel written, instead of a float32 copy, padded copies, the dense max and the blur convolution
-each passing over the map. At stride 1 it is the dense max and blur before APS-LPF's phase choice. The same function
+output and (in training, for the backward) a byte per pixel written, instead of a float32 copy, padded copies, the
+dense max and the blur convolution each passing over the map. At stride 1 it is the dense max and blur before APS-LPF's phase choice. The same function
 as the unfused layer within float rounding (the blur's sums run in another order), tested.
 
 aps is adaptive polyphase sampling with the l2 norm (csrc/aps.cpp): one pass sums each pixel's squared channels into its
@@ -151,11 +151,15 @@ class _BNReLU(torch.autograd.Function):
         return dx, dw, db, None, None
 
 
+def _bn_relu_takes(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool, dtypes: tuple[torch.dtype, ...]) -> bool:
+    """Whether a bn_relu kernel takes x and bn: an affine BatchNorm, a CPU map of one of dtypes (even height and width
+    when pooled), the kernels built and not switched off."""
+    return bn.affine and _runs_compiled(x, dtypes) and not (pool and (x.size(2) % 2 or x.size(3) % 2))
+
+
 def _fusable(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool) -> bool:
-    """Whether the compiled op computes bn_relu(x, bn, pool): batch statistics on a CPU float32 / bfloat16 map (even
-    height and width when pooled), the kernels built and not switched off."""
-    return (bn.training and bn.affine and bn.track_running_stats and _runs_compiled(x, FUSED_DTYPES)
-            and not (pool and (x.size(2) % 2 or x.size(3) % 2)))
+    """Whether the compiled op computes bn_relu(x, bn, pool) in training: batch statistics on a float32 / bfloat16 map."""
+    return bn.training and bn.track_running_stats and _bn_relu_takes(x, bn, pool, FUSED_DTYPES)
 
 
 def _update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
@@ -169,10 +173,9 @@ def _update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Ten
 
 def _fusable_in_inference(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool) -> bool:
     """Whether the compiled op computes bn_relu(x, bn, pool) in evaluation: running statistics, no gradient recorded,
-    a CPU float32 map outside autocast (even height and width when pooled), the kernels built and not switched off."""
-    return (x.numel() > 0 and not bn.training and bn.affine and bn.running_mean is not None and not torch.is_grad_enabled()
-            and x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type) and _runs_compiled(x)
-            and not (pool and (x.size(2) % 2 or x.size(3) % 2)))
+    a non-empty float32 map outside autocast."""
+    return (x.numel() > 0 and not bn.training and bn.running_mean is not None and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled(x.device.type) and _bn_relu_takes(x, bn, pool, (torch.float32,)))
 
 
 def bn_relu(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool = False) -> torch.Tensor:

@@ -18,6 +18,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <initializer_list>
 #include <cstring>
 #include <vector>
 
@@ -234,13 +235,16 @@ void pool_grad_input_row(const typename Io<T>::S* __restrict__ top, const typena
   }
 }
 
-void check_input(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool pool) {
+// x a non-empty (N, C, H, W) map (even H and W when pooled) and every per-channel parameter C values; batch
+// statistics also need more than one value per channel
+void check_input(const at::Tensor& x, std::initializer_list<const at::Tensor*> params, bool pool, bool batch_statistics) {
   TORCH_CHECK(x.dim() == 4 && x.numel() > 0, "bn_relu: expected a non-empty (N, C, H, W) map, got ", x.sizes());
-  TORCH_CHECK(weight.numel() == x.size(1) && bias.numel() == x.size(1), "bn_relu: ", x.size(1),
-              " channels but weight and bias of ", weight.numel(), " and ", bias.numel());
+  for (const auto* t : params)
+    TORCH_CHECK(t->numel() == x.size(1), "bn_relu: ", x.size(1), " channels but a parameter of ", t->numel(), " values");
   TORCH_CHECK(!pool || (x.size(2) % 2 == 0 && x.size(3) % 2 == 0), "bn_relu: the pooled form needs an even height "
               "and width, got ", x.sizes());
-  TORCH_CHECK(x.size(0) * x.size(2) * x.size(3) > 1, "bn_relu: batch statistics need more than one value per channel");
+  TORCH_CHECK(!batch_statistics || x.size(0) * x.size(2) * x.size(3) > 1,
+              "bn_relu: batch statistics need more than one value per channel");
 }
 
 at::Tensor floats(const at::Tensor& t) { return t.to(at::kFloat).contiguous(); }
@@ -354,7 +358,7 @@ struct Backward {
 // Returns y = ReLU(BN(x)) (pooled: MaxPool2d(2, 2) of it), channels-last, and the batch mean and biased variance.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_forward(const at::Tensor& x, const at::Tensor& weight,
                                                                const at::Tensor& bias, double eps, bool pool) {
-  check_input(x, weight, bias, pool);
+  check_input(x, {&weight, &bias}, pool, true);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const auto xs = x.contiguous(at::MemoryFormat::ChannelsLast);
   auto y = at::empty({N, pool ? H / 2 : H, pool ? W / 2 : W, C}, x.options());
@@ -367,12 +371,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_forward(const at::Tensor&
 // channels-last.
 at::Tensor bn_relu_eval(const at::Tensor& x, const at::Tensor& mean, const at::Tensor& var, const at::Tensor& weight,
                         const at::Tensor& bias, double eps, bool pool) {
-  TORCH_CHECK(x.dim() == 4 && x.numel() > 0, "bn_relu_eval: expected a non-empty (N, C, H, W) map, got ", x.sizes());
+  check_input(x, {&mean, &var, &weight, &bias}, pool, false);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  for (const auto* t : {&mean, &var, &weight, &bias})
-    TORCH_CHECK(t->numel() == C, "bn_relu_eval: ", C, " channels but a parameter of ", t->numel(), " values");
-  TORCH_CHECK(!pool || (H % 2 == 0 && W % 2 == 0), "bn_relu_eval: the pooled form needs an even height and width, got ",
-              x.sizes());
   const auto m = floats(mean), v = floats(var), w = floats(weight), b = floats(bias);
   const Affine a = given_affine(m.const_data_ptr<float>(), v.const_data_ptr<float>(), w.const_data_ptr<float>(),
                                 b.const_data_ptr<float>(), C, eps);
@@ -387,7 +387,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward(const at::Tensor
                                                                 const at::Tensor& mean, const at::Tensor& var,
                                                                 const at::Tensor& weight, const at::Tensor& bias,
                                                                 double eps, bool pool) {
-  check_input(x, weight, bias, pool);
+  check_input(x, {&weight, &bias}, pool, true);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   TORCH_CHECK(grad.dim() == 4 && grad.size(0) == N && grad.size(1) == C && grad.size(2) == (pool ? H / 2 : H) &&
               grad.size(3) == (pool ? W / 2 : W) && grad.scalar_type() == x.scalar_type(), "bn_relu_backward: the "
