@@ -1,5 +1,6 @@
 """The model cache: trained once, reused, and never loaded when truncated, corrupt or foreign."""
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -84,9 +85,16 @@ def test_antialiased_names_every_arm_of_chapter_7_and_refuses_the_rest():
     assert [zoo.antialiased(1), zoo.antialiased(5, True), zoo.antialiased(5, padding="zeros")] == \
         ["baseline", "maxblur5_aug", "maxblur5_zeros"]
     assert zoo.ENTRIES["maxblur5_zeros"].model.padding == "zeros"
-    assert zoo.ENTRIES["canvas_center_zeros"].model.fc_input == 0
+    assert zoo.ENTRIES["canvas_gauss_gap"].model.fc_input == 0
     with pytest.raises(ValueError, match="valid: padding 'circular'"):
         zoo.antialiased(3, True, "zeros")
+
+
+def test_chapter_3s_head_control_differs_from_the_jittered_net_only_in_its_head():
+    fc, gap = zoo.ENTRIES["canvas_gauss"], zoo.ENTRIES["canvas_gauss_gap"]
+    assert fc.model.fc_input > 0 and gap.model.fc_input == 0
+    assert replace(fc.model, fc_input=0) == gap.model
+    assert (fc.canvas, fc.max_train, fc.augment) == (gap.canvas, gap.max_train, gap.augment)
 
 
 def test_two_processes_asking_for_one_model_train_it_once(tmp_path):

@@ -112,11 +112,6 @@ def _canvas_registry() -> dict[str, Entry]:
                               description="VGG-like with a fully connected head, objects centred with Gaussian jitter (sigma 3 px)"),
         "canvas_uniform_fc": Entry(vgg_fc, canvas=anywhere,
                                    description="VGG-like with a fully connected head, objects of 14-28 px anywhere"),
-        # the control for the head: global pooling with the fully connected nets' zero padding
-        "canvas_center_zeros": Entry(replace(VGG_MAX, padding="zeros"), canvas=Canvas(64, 14, 28, "center"),
-                                     description="VGG-like, global pooling, zero padding, objects centred"),
-        "canvas_center_circular": Entry(vgg, canvas=Canvas(64, 14, 28, "center"),
-                                        description="VGG-like, circular padding, objects centred"),
         "canvas_fixed_size": Entry(vgg, canvas=Canvas(64, 28, 28, "uniform"),
                                    description="VGG-like, objects of 28 px only, anywhere"),
         # Part III, padding: canvas_vgg with zero or reflect padding instead of circular
@@ -125,7 +120,8 @@ def _canvas_registry() -> dict[str, Entry]:
         "canvas_vgg_reflect": Entry(replace(vgg, padding="reflect"), canvas=anywhere,
                                     description="VGG-like, reflect padding, objects of 14-28 px anywhere"),
         # Part IV, learned alignment: global pooling + zero padding (position-aware, as most CNNs), objects near the
-        # centre (as canvas_gauss): plain, anti-aliased, and behind a spatial transformer
+        # centre (as canvas_gauss): plain, anti-aliased, and behind a spatial transformer; the plain one is also
+        # chapter 3's control for the head (canvas_gauss with global pooling instead of the fully connected head)
         "canvas_gauss_gap": Entry(replace(vgg, padding="zeros"), canvas=Canvas(64, 14, 28, "gauss", 3.0),
                                   description="VGG-like, global pooling, zero padding, objects centred with Gaussian jitter (sigma 3 px)"),
         "canvas_gauss_aa": Entry(replace(vgg, padding="zeros", downsample="maxblur", filt_size=5), canvas=Canvas(64, 14, 28, "gauss", 3.0),
