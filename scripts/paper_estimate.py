@@ -59,11 +59,14 @@ def flops_per_image(config: dict) -> float:
 def training_flops(models_used: list[tuple[str, int]], book: dict, paper: dict) -> dict[tuple, float]:
     """Training FLOPs at paper scale of each model a chapter uses, keyed by (name, seed, dataset); a chapter that
     compares n_seeds seeds in the book trains the paper profile's n_seeds instead (seeds beyond the book's added),
-    and chapter 9 the ResNet-18s of zoo.RESNET18_TABLE, resnet18_seeds times, which the book does not train."""
+    chapter 9 the ResNet-18s of zoo.RESNET18_TABLE, resnet18_seeds times, and chapter 2 the stride-2 stage counts
+    of the paper profile that the book leaves out, none of which the book trains."""
     scale = zoo.profile_scale(SimpleNamespace(**paper))
     seeds = {seed for _, seed in models_used}
     extra = range(book.get("n_seeds", 1), paper.get("n_seeds", 1)) if len(seeds) > 1 else range(0)
     paper_only = [(m, paper["seed"] + s) for m in zoo.RESNET18_TABLE.values() for s in range(paper.get("resnet18_seeds", 0))]
+    paper_only += [(zoo.canvas_stages(k), paper["seed"])
+                   for k in sorted(set(paper.get("stage_counts", [])) - set(book.get("stage_counts", [])))]
     out = {}
     for model, seed in dict.fromkeys(models_used + [(m, s) for m, _ in models_used for s in extra] + paper_only):
         config = zoo.full_config(model, paper["n_train"], paper["epochs"], seed, **scale)
