@@ -14,8 +14,9 @@ function as torch's ops within float rounding (the statistics are summed in anot
 maxblur is MaxBlurPool, Subsample_s . Blur_m . Max_{2,1}, with circular padding or the replicate / reflect padding of
 the other networks, one image at a time in cache-sized buffers (csrc/maxblur.cpp): the input read once, only the
 output and (in training, for the backward) a byte per pixel written, instead of a float32 copy, padded copies, the
-dense max and the blur convolution each passing over the map. At stride 1 it is the dense max and blur before APS-LPF's phase choice. The same function
-as the unfused layer within float rounding (the blur's sums run in another order), tested.
+dense max and the blur convolution each passing over the map. At stride 1 it is the dense max and blur before
+APS-LPF's phase choice. The same function as the unfused layer within float rounding (the blur's sums run in another
+order), tested.
 
 aps is adaptive polyphase sampling with the l2 norm (csrc/aps.cpp): one pass sums each pixel's squared channels into its
 phase's norm, a second copies the winner out; torch's ops take five passes, and a zero-filled map and an index_put in
