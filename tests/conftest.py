@@ -34,13 +34,18 @@ def smoke_run(tmp_path_factory) -> Path:
     return tree
 
 
-@pytest.fixture(scope="session")
-def driver():
-    """scripts/run_notebooks.py as a module, so its checks run in-process (no interpreter start per call)."""
-    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
+def load_script(name: str):
+    """scripts/<name>.py as a module, so its functions run in-process (no interpreter start per call)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def driver():
+    """scripts/run_notebooks.py as a module."""
+    return load_script("run_notebooks")
 
 
 @pytest.fixture

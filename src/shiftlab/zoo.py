@@ -97,8 +97,8 @@ CANVAS_TRAIN = 40000
 
 
 def _canvas_registry() -> dict[str, Entry]:
-    """Part I: networks trained on objects placed on a 64 x 64 black canvas (40k training images; at 4 epochs the
-    canvas VGG-like is 1.5 points below its 8-epoch accuracy in float32, 0.84 in bfloat16, book/convergence.md)."""
+    """Part I: networks trained on objects placed on a 64 x 64 black canvas (40k training images; how far their 4 epochs
+    are from 8, per seed: book/convergence.md)."""
     vgg = VGG_MAX
     vgg_fc = replace(VGG_MAX, padding="zeros", fc_input=64)
     anywhere = Canvas(64, 14, 28, "uniform")
