@@ -348,3 +348,24 @@ def test_batched_outputs_are_ordinary_tensors():
     w = torch.ones(10, requires_grad=True)
     (out * w).sum().backward()
     torch.testing.assert_close(w.grad, out.sum(0))
+
+
+def test_period_gap_is_zero_exactly_at_the_period():
+    curves = torch.tensor([[0.1, 0.9, 0.1, 0.9, 0.1], [0.5, 0.2, 0.5, 0.2, 0.5]])
+    assert metrics.period_gap(curves, 2) == 0.0
+    assert metrics.period_gap(curves, 1) == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("filt_size", [2, 3, 5])
+def test_a_blurred_last_subsampling_under_global_pooling_is_invariant_to_half_the_stride(filt_size, images):
+    """A binomial filter of size >= 2 has no response at Nyquist, so every phase of the last subsampling has the same
+    global average: a circular VGG-like with MaxBlurPool is exactly invariant to shifts by S/2, MaxPool is not."""
+    torch.manual_seed(0)
+    blurred = models.build(models.ModelConfig(downsample="maxblur", filt_size=filt_size, padding="circular", widths=(4, 8))).eval()
+    torch.manual_seed(0)
+    plain = models.build(models.ModelConfig(downsample="max", padding="circular", widths=(4, 8))).eval()
+    half = blurred.cfg.total_stride // 2
+    with torch.no_grad():
+        for net, exact in ((blurred, True), (plain, False)):
+            out, moved = net(images), net(shifts.roll(images, half, half))
+            assert torch.allclose(out, moved, rtol=1e-5, atol=1e-6) is exact

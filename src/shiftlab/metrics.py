@@ -133,6 +133,11 @@ def flips_per_image(preds: torch.Tensor) -> torch.Tensor:
     return (preds[:, 1:] != preds[:, :-1]).float().mean(1)
 
 
+def period_gap(curves: torch.Tensor, step: int) -> float:
+    """max_{n, d} |c_n(d + step) - c_n(d)| over (N, D) curves: zero when every curve repeats with period `step`."""
+    return (curves[:, step:] - curves[:, :-step]).abs().max().item()
+
+
 def flip_rate(preds: torch.Tensor) -> float:
     """Frame-to-frame flip rate of (N, J) predictions along sequences: mean 1[y_j != y_(j-1)], j = 2..J."""
     return flips_per_image(preds).mean().item()

@@ -47,8 +47,8 @@ class Entry:
     canvas: Canvas | None = None
     max_train: int | None = None
     image_size: int | None = None      # frame the 28-px items are padded to (default: the profile's, 32)
-    # training precision: bfloat16 autocast, whose blur layers stay float32 (scripts/benchmark.py, bf16 / fp32:
-    # MaxPool 1.74x, MaxBlurPool-3 1.20x, MaxBlurPool-5 1.01x, ResNet-like 1.27x, canvas VGG-like 2.21x), else float32;
+    # training precision: bfloat16 autocast, whose blur layers stay float32 (its speed-up: `make bench`, "bf16 / fp32",
+    # and book/reproducing.md), else float32;
     # bfloat16 only where the device computes it natively (runtime.training_precision)
     precision: str = "bf16"
 
