@@ -97,3 +97,8 @@ def test_table_reads_as_words():
     t = findings.table([findings.by_seed("a", "Consistency rises", [0.1, 0.12], paper="+1.7 pp")])
     assert list(t.columns) == ["paper", "measured (95 % interval)", "verdict", "method"]
     assert t.loc["Consistency rises", "paper"] == "+1.7 pp"
+
+
+def test_by_image_names_the_item_it_pairs_by():
+    assert findings.by_image("k", "c", [0.1, 0.2, 0.3]).method == "paired by image, bootstrap, n = 3"
+    assert findings.by_image("k", "c", [0.1, 0.2], item="scene").method == "paired by scene, bootstrap, n = 2"

@@ -125,10 +125,11 @@ def by_seed(key: str, claim: str, differences: Sequence[float], **kw) -> Finding
     return Finding(key, claim, mean, low, high, f"paired by seed, t interval, n = {len(differences)}", **kw)
 
 
-def by_image(key: str, claim: str, differences: Sequence[float], seed: int = 0, **kw) -> Finding:
-    """A finding from per-image paired differences: percentile bootstrap of their mean over images."""
+def by_image(key: str, claim: str, differences: Sequence[float], seed: int = 0, item: str = "image", **kw) -> Finding:
+    """A finding from per-item paired differences (an item: a test image, or e.g. a scene of several): percentile
+    bootstrap of their mean over the items."""
     mean, low, high = bootstrap_interval(differences, seed=seed)
-    return Finding(key, claim, mean, low, high, f"paired by image, bootstrap, n = {len(differences)}", **kw)
+    return Finding(key, claim, mean, low, high, f"paired by {item}, bootstrap, n = {len(differences)}", **kw)
 
 
 def table(found: Sequence[Finding]) -> pd.DataFrame:
