@@ -88,7 +88,7 @@ def _precision_text() -> str:
     """How the book's networks train on this machine (runtime.training_precision)."""
     if runtime.training_precision(zoo.ENTRIES["baseline"].precision) == "bf16":
         return "bfloat16 autocast, float32 weights"
-    return "float32: this CPU has no bfloat16 units"
+    return "float32, as on every CPU"
 
 
 def main() -> int:

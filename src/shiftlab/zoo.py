@@ -47,9 +47,8 @@ class Entry:
     canvas: Canvas | None = None
     max_train: int | None = None
     image_size: int | None = None      # frame the 28-px items are padded to (default: the profile's, 32)
-    # training precision: bfloat16 autocast, whose blur layers stay float32 (its speed-up: `make bench`, "bf16 / fp32",
-    # and book/reproducing.md), else float32;
-    # bfloat16 only where the device computes it natively (runtime.training_precision)
+    # training precision on a GPU: bfloat16 autocast (blur layers in float32); every CPU trains in float32
+    # (runtime.training_precision)
     precision: str = "bf16"
 
 
@@ -187,7 +186,7 @@ def full_config(name: str, n_train: int, epochs: int, seed: int, dataset: str = 
                 image_size: int = 32, batch_size: int = 128, width_factor: int = 1, convs_per_stage: int = 1,
                 device: torch.device | str = "cpu") -> dict:
     """Everything that determines a trained zoo model, as a JSON-able dict (the entry's bfloat16 training becomes
-    float32 on a CPU without bfloat16 units: ``runtime.training_precision``)."""
+    float32 on a CPU: ``runtime.training_precision``)."""
     if name not in ENTRIES:
         raise KeyError(f"zoo entry {name!r} is unknown; valid: {', '.join(ENTRIES)}")
     e = ENTRIES[name]
