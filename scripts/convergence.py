@@ -45,7 +45,8 @@ Accuracy = dict[str, dict[int, dict[int, float]]]     # network -> seed -> epoch
 def measure(epochs: list[int], seeds: list[int], cache_dir: Path) -> Accuracy:
     """Test accuracy (%) of each network after each number of epochs, at each seed."""
     for e in epochs:
-        zoo.ensure([(name, seed) for seed in seeds for name in NETWORKS], n_train=N_TRAIN, epochs=e, cache_dir=cache_dir)
+        zoo.ensure([(name, seed) for seed in seeds for name in NETWORKS], n_train=N_TRAIN, epochs=e,
+                   cache_dir=cache_dir)
     test = data.load("fashion_mnist", "test")
 
     def accuracy(name: str, e: int, seed: int) -> float:
@@ -71,15 +72,17 @@ def markdown(acc: Accuracy, budget: int) -> str:
               for n, per_seed in acc.items() for seed, a in per_seed.items()]
 
     def below(g: dict[int, float]) -> str:
-        points = ", ".join(f"{v:.2f} (seed {seed})" for seed, v in g.items()) if len(g) > 1 else f"{next(iter(g.values())):.2f}"
+        points = (", ".join(f"{v:.2f} (seed {seed})" for seed, v in g.items()) if len(g) > 1
+                  else f"{next(iter(g.values())):.2f}")
         verdict = f"within {RULE} point" if all(v <= RULE for v in g.values()) else \
             f"more than {RULE} point" if all(v > RULE for v in g.values()) else f"more than {RULE} point at some seeds"
         return f"{points} points ({verdict})"
 
     return ("<!-- written by scripts/convergence.py; do not edit -->\n"
             f"Test accuracy (%) on the 10,000 Fashion-MNIST test images after training on all 60,000 "
-            f"training images (the canvas network: {zoo.CANVAS_TRAIN:,}, as in the book), trained as the book trains them "
-            f"({_precision_text()}), seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}:\n\n" + "\n".join(lines) +
+            f"training images (the canvas network: {zoo.CANVAS_TRAIN:,}, as in the book), "
+            f"trained as the book trains them ({_precision_text()}), "
+            f"seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}:\n\n" + "\n".join(lines) +
             f"\n\nThe book trains {budget} epochs. Below the {longest}-epoch accuracy: " +
             "; ".join(f"{NETWORKS[n]} {below(g)}" for n, g in gaps(acc, budget).items()) + ".\n")
 

@@ -35,7 +35,7 @@ ASSUMPTIONS = {
     "gpu": "one NVIDIA A100 (40 GB)",
     "peak TFLOP/s": "19.5 FP32, 156 TF32 tensor cores (NVIDIA A100 datasheet)",
     "sustained TFLOP/s": 20.0,    # TF32 training of 32-64 px convnets at batch 128: about 13 % of the TF32 peak
-    "cpu GFLOP/s": 25.0,          # the book's MaxPool network trains at ~25 GFLOP/s per core here (make bench)
+    "cpu GFLOP/s": 25.0,          # the book's MaxPool network's training rate per core (make bench, part 2)
 }
 USED = re.compile(rf"^{zoo.USE_EVENT} (\S+) seed (\d+)$")
 EVAL_SIZE = ("n_eval", "n_sequences", "n_scenes")
@@ -64,7 +64,8 @@ def training_flops(models_used: list[tuple[str, int]], book: dict, paper: dict) 
     scale = zoo.profile_scale(SimpleNamespace(**paper))
     seeds = {seed for _, seed in models_used}
     extra = range(book.get("n_seeds", 1), paper.get("n_seeds", 1)) if len(seeds) > 1 else range(0)
-    paper_only = [(m, paper["seed"] + s) for m in zoo.RESNET18_TABLE.values() for s in range(paper.get("resnet18_seeds", 0))]
+    paper_only = [(m, paper["seed"] + s) for m in zoo.RESNET18_TABLE.values()
+                  for s in range(paper.get("resnet18_seeds", 0))]
     paper_only += [(zoo.canvas_stages(k), paper["seed"])
                    for k in sorted(set(paper.get("stage_counts", [])) - set(book.get("stage_counts", [])))]
     out = {}
@@ -80,7 +81,8 @@ def evaluation_minutes(warm_seconds: float, book: dict, paper: dict) -> float:
     MaxPool network), moved from this CPU's rate to the GPU's."""
     scale = zoo.profile_scale(SimpleNamespace(**paper))
     work = max([paper[k] / book[k] for k in EVAL_SIZE if k in book and k in paper] or [1.0])
-    flops = flops_per_image(zoo.full_config("baseline", 1, 1, 0, **scale)) / flops_per_image(zoo.full_config("baseline", 1, 1, 0))
+    flops = (flops_per_image(zoo.full_config("baseline", 1, 1, 0, **scale))
+             / flops_per_image(zoo.full_config("baseline", 1, 1, 0)))
     return warm_seconds * work * flops * ASSUMPTIONS["cpu GFLOP/s"] / (1e3 * ASSUMPTIONS["sustained TFLOP/s"]) / 60
 
 
@@ -108,7 +110,8 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    ap.add_argument("--events", default=str(ROOT / "results" / "book"), help="the book run's results folder (events-*.log)")
+    ap.add_argument("--events", default=str(ROOT / "results" / "book"),
+                    help="the book run's results folder (events-*.log)")
     ap.add_argument("--times", default=str(ROOT / "results" / "book" / "run_times.json"),
                     help="run_times.json with the chapters' warm times")
     ap.add_argument("--out", default=str(ROOT / "book" / "paper_times.md"))

@@ -257,7 +257,8 @@ def visible_gpus(spec: str) -> list[str]:
 
 
 def gpu_for_slot(slot: int, gpus: list[str]) -> str | None:
-    """The GPU of the slot-th notebook running at once: one GPU per slot, shared round-robin when slots outnumber GPUs."""
+    """The GPU of the slot-th notebook running at once: one GPU per slot, shared round-robin when slots outnumber
+    GPUs."""
     return gpus[slot % len(gpus)] if gpus else None
 
 
@@ -315,8 +316,8 @@ def save_times(path: Path, times: dict, table: Path) -> None:
     rows.append(f"| **all notebooks, sum** | **{_clock(total['cold'])}** | **{_clock(total['warm'])}** |")
     runs = times.get(RUNS, {})
     if runs:
-        cells = [f"**{_clock(r['seconds'])}** ({r['notebooks']} notebooks, {r['jobs']} at a time)" if (r := runs.get(kind))
-                 else "not run yet" for kind in ("cold", "warm")]
+        cells = [f"**{_clock(r['seconds'])}** ({r['notebooks']} notebooks, {r['jobs']} at a time)"
+                 if (r := runs.get(kind)) else "not run yet" for kind in ("cold", "warm")]
         rows.append(f"| **whole run, wall clock** | {cells[0]} | {cells[1]} |")
     atomic_write_bytes(table, ("\n".join(rows) + "\n").encode())
 
@@ -324,7 +325,8 @@ def save_times(path: Path, times: dict, table: Path) -> None:
 def _record_run(times: dict, seconds: float, n: int, jobs: int, cold: bool, times_path: Path, out_dir: Path) -> None:
     """Keep a whole run's wall time (cold if any notebook ran cold), when it ran every notebook."""
     if n == len(discover(None)):
-        times.setdefault(RUNS, {})["cold" if cold else "warm"] = {"seconds": round(seconds, 1), "notebooks": n, "jobs": jobs}
+        times.setdefault(RUNS, {})["cold" if cold else "warm"] = {"seconds": round(seconds, 1), "notebooks": n,
+                                                                  "jobs": jobs}
         save_times(times_path, times, out_dir / "run_times.md")
 
 
@@ -357,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         gpus = visible_gpus(args.gpus)
         declared = {nb: declared_parameters(nb) for nb in notebooks}
         check_overrides(declared, overrides)
-        jobs = [(nb, parameters_for(nb, profile, Path(args.root).resolve(), overrides, declared[nb])) for nb in notebooks]
+        root = Path(args.root).resolve()
+        jobs = [(nb, parameters_for(nb, profile, root, overrides, declared[nb])) for nb in notebooks]
     except ParameterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -439,7 +442,8 @@ def run_parallel(jobs: list, out_dir: Path, results_dir: Path, times: dict, time
                     label, slot = f"[{values['profile']}] {nb.stem}", free.pop(0)
                     gpu = gpu_for_slot(slot, gpus)
                     print(("\r\033[K" if live else "") + f"{label} ..." + (f" (GPU {gpu})" if gpu else ""), flush=True)
-                    futures[pool.submit(run_in_worker, nb, out_dir / nb.name, values, events, label, cores, gpu)] = nb, label, slot
+                    future = pool.submit(run_in_worker, nb, out_dir / nb.name, values, events, label, cores, gpu)
+                    futures[future] = nb, label, slot
                     running[nb] = events, time.perf_counter()
                 done, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in done:

@@ -29,6 +29,7 @@ def write_cifar10(root: Path, n_per_batch: int = 40) -> Path:
     for k, name in enumerate(CIFAR10_BATCHES["train"] + CIFAR10_BATCHES["test"]):
         images, labels = cifar10_images(n_per_batch, k)
         batch = {b"batch_label": name.encode(), b"labels": labels.tolist(),
-                 b"data": images.reshape(n_per_batch, -1), b"filenames": [f"{i}.png".encode() for i in range(n_per_batch)]}
+                 b"data": images.reshape(n_per_batch, -1),
+                 b"filenames": [f"{i}.png".encode() for i in range(n_per_batch)]}
         (folder / name).write_bytes(pickle.dumps(batch))
     return folder

@@ -40,7 +40,7 @@ def test_aps_output_is_a_whole_cell_shift_under_any_input_shift(norm):
     for dy, dx in [(1, 0), (0, 1), (1, 1), (3, 6), (7, 7)]:
         out = aps(shifts.roll(x, dy, dx))
         # per image the same component wins, moved by a whole number of cells: some roll of ref equals out
-        for o, r in zip(out, ref):
+        for o, r in zip(out, ref, strict=True):
             assert any(torch.equal(o, shifts.roll(r, cy, cx)) for cy in range(4) for cx in range(4))
 
 
@@ -143,7 +143,8 @@ def test_aps_resnet18_is_exactly_invariant_and_its_shortcuts_share_the_main_path
     torch.manual_seed(0)
     net = models.build(config).eval()
     torch.manual_seed(0)
-    strided = models.build(models.ModelConfig(arch="resnet18", downsample="strided", padding="circular", widths=(4, 8, 8, 8))).eval()
+    strided = models.build(models.ModelConfig(arch="resnet18", downsample="strided", padding="circular",
+                                              widths=(4, 8, 8, 8))).eval()
     g = torch.Generator().manual_seed(5)
     x = torch.rand(16, 1, 32, 32, generator=g)
     with torch.no_grad():
@@ -152,3 +153,32 @@ def test_aps_resnet18_is_exactly_invariant_and_its_shortcuts_share_the_main_path
         worst = max((net(shifts.roll(x, dy, dx)) - ref).abs().max().item() for dy, dx in moves)
         strided_worst = max((strided(shifts.roll(x, dy, dx)) - strided_ref).abs().max().item() for dy, dx in moves)
     assert worst < 1e-5 * ref.abs().max().item() and strided_worst > 1e-3 * strided_ref.abs().max().item()
+
+
+def test_aps_check_invariance_passes_for_aps_and_fails_for_a_fixed_phase():
+    """ApsPool.check_invariance: the output moves by whole cells under every circular shift (exactly, on random maps);
+    a layer that always keeps phase 0 (plain subsampling) fails it."""
+    x = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for filt_size in (1, 3):
+        assert layers.ApsPool(4, filt_size).double().check_invariance(x) == 0.0
+
+    class FixedPhase(layers.ApsPool):
+        def keep(self, z):
+            phase = torch.zeros(len(z), dtype=torch.long)
+            return z[..., ::self.stride, ::self.stride], phase
+
+    with pytest.raises(AssertionError, match="not shift equivariant at shift"):
+        FixedPhase(4).check_invariance(x)
+
+
+def test_an_aps_network_checks_its_own_invariance_and_a_maxpool_one_refuses():
+    from shiftlab import models
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    net = models.build(models.ModelConfig(downsample="maxaps", filt_size=3, padding="circular")).eval()
+    assert net.check_shift_invariance(x) < 1e-5
+    with pytest.raises(ValueError, match="only APS networks with circular padding"):
+        models.build(models.ModelConfig(downsample="max", padding="circular")).eval().check_shift_invariance(x)
+    zeros = models.build(models.ModelConfig(downsample="maxaps", padding="zeros")).eval()
+    with pytest.raises(ValueError, match="padding='zeros'"):
+        zeros.check_shift_invariance(x)

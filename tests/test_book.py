@@ -101,7 +101,8 @@ def test_formulas_are_typeset(browser):
 
     driver, base = browser
     driver.get(f"{base}/book/executed/00_background.html")
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.querySelectorAll('mjx-container').length") > 5)
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return document.querySelectorAll('mjx-container').length") > 5)
     body = driver.find_element("css selector", "main").text
     assert "\\mathrm{roll}" not in body and "\\(" not in body, "raw TeX left on the page"
 

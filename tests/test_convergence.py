@@ -1,6 +1,6 @@
-"""scripts/convergence.py: the distance of the book's budget from the longest run, per network and seed, and its table."""
+"""scripts/convergence.py: the distance of the book's budget from the longest run, per network and seed, and its
+table."""
 import pytest
-
 from conftest import load_script
 
 

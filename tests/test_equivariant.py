@@ -15,6 +15,9 @@ def test_c8_network_is_invariant_to_90_degree_rotations_and_a_cnn_is_not(seed):
     torch.manual_seed(seed)
     cnn = models.build(models.ModelConfig(padding="circular")).eval()
     x = torch.rand(8, 1, 33, 33, generator=torch.Generator().manual_seed(seed))
+    assert c8.check_invariance(x, atol=1e-5) < 1e-5
+    with pytest.raises(ValueError, match="odd sizes"):
+        c8.check_invariance(x[..., :32, :32])
     with torch.no_grad():
         ref, cnn_ref = c8(x), cnn(x[..., :32, :32])
         for k in (1, 2, 3):

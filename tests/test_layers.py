@@ -16,7 +16,8 @@ def _rand(*shape, seed=0):
 
 
 def _reference_blurpool(x, m, pad_mode):
-    """Explicit pad (floor((m-1)/2), ceil((m-1)/2)) + depthwise conv with the binomial outer product, then [::2, ::2]."""
+    """Explicit pad (floor((m-1)/2), ceil((m-1)/2)) + depthwise conv with the binomial outer product, then
+    [::2, ::2]."""
     taps = torch.tensor([math.comb(m - 1, k) / 2 ** (m - 1) for k in range(m)], dtype=torch.float64)
     kernel = (taps[:, None] * taps[None, :]).float()
     lo, hi = math.floor((m - 1) / 2), math.ceil((m - 1) / 2)
@@ -160,7 +161,7 @@ def test_aliased_energy_fraction_by_hand():
 
 def test_aliased_energy_fraction_decreases_strictly_with_size():
     fractions = [layers.aliased_energy_fraction(m) for m in SIZES]
-    assert all(a > b > 0 for a, b in zip(fractions, fractions[1:]))
+    assert all(a > b > 0 for a, b in zip(fractions, fractions[1:], strict=False))
 
 
 @pytest.mark.parametrize("m", SIZES)
@@ -182,38 +183,17 @@ def test_convblur_strided_equivalent_shares_weights():
         torch.testing.assert_close(block(x), strided(x), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("pads", [(1, 1, 1, 1), (0, 1, 0, 1), (1, 2, 1, 2), (2, 3, 0, 4), (0, 0, 3, 0)])
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_circular_pad_equals_torch_and_keeps_memory_format(pads, channels_last):
-    x = torch.randn(2, 3, 6, 7, dtype=torch.float64)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    out = layers.circular_pad(x, pads)
-    assert torch.equal(out, F.pad(x, pads, mode="circular"))
-    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
-    assert torch.autograd.gradcheck(lambda z: layers.circular_pad(z, pads), (x.requires_grad_(),))
-
-
-def test_circular_pad_that_wraps_twice_is_an_error_but_maxblurpool_on_a_row_works():
+def test_circular_padding_that_wraps_twice_is_an_error_but_maxblurpool_on_a_row_works():
     with pytest.raises(ValueError, match="wraps more than once around a 1x8 map"):
-        layers.circular_pad(torch.zeros(1, 1, 1, 8), (0, 2, 0, 2))
+        layers.pad2d(torch.zeros(1, 1, 1, 8), (0, 2, 0, 2), "circular")
     pool, x = layers.MaxBlurPool(2, 2, pad_mode="circular"), torch.randn(1, 2, 1, 8)
     torch.testing.assert_close(pool(x), pool[1](pool[0](x)), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("padding_mode", ["zeros", "circular", "reflect"])
-def test_conv2d_equals_torch_conv_with_the_same_weights(padding_mode):
-    torch.manual_seed(0)
-    ours = layers.Conv2d(3, 4, 3, stride=2, padding=1, padding_mode=padding_mode)
-    ref = nn.Conv2d(3, 4, 3, stride=2, padding=1, padding_mode=padding_mode)
-    ref.load_state_dict(ours.state_dict())
-    x = torch.randn(2, 3, 9, 8).contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-6)
-
-
 @pytest.mark.parametrize("m", [2, 3, 4, 5, 7])
 def test_fused_circular_maxblurpool_equals_dense_max_then_blur(m):
-    pool = layers.MaxBlurPool(3, m, pad_mode="circular")
+    from shiftlab import fast
+    pool = fast.accelerate(layers.MaxBlurPool(3, m, pad_mode="circular"))
     x = torch.randn(2, 3, 16, 16, dtype=torch.float64, requires_grad=True)
     pool.double()
     torch.testing.assert_close(pool(x), pool[1](pool[0](x)), rtol=0, atol=1e-12)
@@ -222,11 +202,27 @@ def test_fused_circular_maxblurpool_equals_dense_max_then_blur(m):
     torch.testing.assert_close(g_fused, g_plain, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("pool", [layers.BlurPool(3, 5, pad_mode="reflect"), layers.MaxBlurPool(3, 3, pad_mode="circular"),
-                                  layers.MaxBlurPool(3, 5, pad_mode="zeros")], ids=["blur", "maxblur-circular", "maxblur-zeros"])
+@pytest.mark.parametrize("pool", [layers.BlurPool(3, 5, pad_mode="reflect"),
+                                  layers.MaxBlurPool(3, 3, pad_mode="circular"),
+                                  layers.MaxBlurPool(3, 5, pad_mode="zeros")],
+                         ids=["blur", "maxblur-circular", "maxblur-zeros"])
 def test_blur_layers_run_in_float32_under_bf16_autocast(pool):
     x = _rand(2, 3, 16, 16).bfloat16()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = pool(x)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, pool(x.float()), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("m", [2, 3, 5, 7])
+def test_blurpool_check_mean_invariance_holds_for_binomial_filters_and_fails_without_the_nyquist_zero(m):
+    """A binomial filter of size >= 2 has A(π) = 0: every phase of the blurred map has the same mean, so BlurPool
+    followed by global pooling is invariant to every circular shift. A filter with a response at π fails the check."""
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(m), dtype=torch.float64)
+    pool = layers.BlurPool(3, m, pad_mode="circular").double()
+    assert pool.check_mean_invariance(x, atol=1e-12) < 1e-12
+    pool.kernel[:, :, 0, 0] += 0.1          # taps that no longer sum to zero at Nyquist
+    with pytest.raises(AssertionError, match="moves under shift"):
+        pool.check_mean_invariance(x, atol=1e-12)
+    with pytest.raises(ValueError, match="pad_mode='circular', stride 2 and filt_size >= 2"):
+        layers.BlurPool(3, 1, pad_mode="circular").check_mean_invariance(x)

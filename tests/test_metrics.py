@@ -232,7 +232,8 @@ def test_aliased_fraction_of_blurred_noise_matches_filter_response():
 def test_fourier_shift_by_whole_cells_is_a_roll():
     f = _rand(2, 3, 8, 6, seed=3)
     for ty, tx in [(0, 0), (1, 0), (3, 5), (-2, 1)]:
-        torch.testing.assert_close(metrics.fourier_shift(f, ty, tx), torch.roll(f, (ty, tx), (-2, -1)), atol=1e-5, rtol=0)
+        torch.testing.assert_close(metrics.fourier_shift(f, ty, tx), torch.roll(f, (ty, tx), (-2, -1)),
+                                   atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("size", [(8, 6), (7, 9)])
@@ -294,7 +295,7 @@ def test_embedded_probs_at_stacks_one_placement_per_row(circ_net):
     placements = [(20, 8, 8), (20, 9, 9), (14, 0, 30)]
     got = metrics.embedded_probs_at(circ_net, objects, 48, placements)
     assert got.shape == (3, 3, 10)
-    for row, (s, y, x) in zip(got, placements):
+    for row, (s, y, x) in zip(got, placements, strict=True):
         assert torch.equal(row, metrics.embedded_probs(circ_net, objects, 48, s, y, x))
     assert not torch.equal(got[0], got[2])
 
@@ -312,7 +313,7 @@ def test_shift_grid_correct_is_periodic_in_the_total_stride(circ_net, images):
 def test_fractional_shift_predictions_at_whole_pixels_are_rolls(circ_net, images):
     got = metrics.fractional_shift_predictions(circ_net, images, [(0, 0), (0, 1), (2, 3), (0, 0.5)])
     assert got.shape == (4, len(images))
-    for row, (dy, dx) in zip(got[:3], [(0, 0), (0, 1), (2, 3)]):
+    for row, (dy, dx) in zip(got[:3], [(0, 0), (0, 1), (2, 3)], strict=True):
         assert torch.equal(row, metrics.predict_logits(circ_net, shifts.roll(images, dy, dx)).argmax(1))
 
 
@@ -361,7 +362,8 @@ def test_a_blurred_last_subsampling_under_global_pooling_is_invariant_to_half_th
     """A binomial filter of size >= 2 has no response at Nyquist, so every phase of the last subsampling has the same
     global average: a circular VGG-like with MaxBlurPool is exactly invariant to shifts by S/2, MaxPool is not."""
     torch.manual_seed(0)
-    blurred = models.build(models.ModelConfig(downsample="maxblur", filt_size=filt_size, padding="circular", widths=(4, 8))).eval()
+    blurred = models.build(models.ModelConfig(downsample="maxblur", filt_size=filt_size, padding="circular",
+                                              widths=(4, 8))).eval()
     torch.manual_seed(0)
     plain = models.build(models.ModelConfig(downsample="max", padding="circular", widths=(4, 8))).eval()
     half = blurred.cfg.total_stride // 2

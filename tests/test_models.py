@@ -72,7 +72,7 @@ def test_maxblur_size1_equals_max(padding):
         after, reference = blurnet(x), maxnet(x)
         feats, ref_feats = blurnet.forward_features(x), maxnet.forward_features(x)
     assert not torch.allclose(before, reference)  # the weights really were different
-    for (name, f), (ref_name, r) in zip(feats, ref_feats):
+    for (name, f), (ref_name, r) in zip(feats, ref_feats, strict=True):
         assert name.split(".")[0] == ref_name.split(".")[0]
         assert torch.equal(f, r), name  # every feature map is bit-identical
     # the last map is a strided view (x[:, :, ::2, ::2]), so the global mean may sum in another order
@@ -124,7 +124,8 @@ def test_spatial_transformer_starts_at_the_identity_and_moves_the_image():
     net = models.build(models.ModelConfig(arch="stn", padding="circular")).eval()
     x = _rand(2, 1, 64, 64, seed=3)
     with torch.no_grad():
-        assert (net.align(x) - x).abs().max() < 1e-4 and torch.allclose(net(x), net.classifier(x), atol=1e-4)   # bilinear rounding
+        # equal up to bilinear rounding
+        assert (net.align(x) - x).abs().max() < 1e-4 and torch.allclose(net(x), net.classifier(x), atol=1e-4)
         net.localise[-1].bias.copy_(torch.tensor([10 * math.atanh(0.25), 0.0]))   # t_x = 0.25 half-widths = 8 px
         moved = net.align(x)
     assert torch.allclose(moved[..., :, :56], x[..., :, 8:], atol=1e-4)   # out(u) = x(u + 8 px)

@@ -9,12 +9,13 @@ import sys
 
 import pytest
 import torch
-
 from fake_data import write_cifar10
+
 from shiftlab import data, models, params, zoo
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
-CIFAR_CHAPTERS = ("01_one_pixel", "02_why_subsampling", "06_internal_equivariance", "07_consistency_vs_filter", "09_aps")
+CIFAR_CHAPTERS = ("01_one_pixel", "02_why_subsampling", "06_internal_equivariance", "07_consistency_vs_filter",
+                  "09_aps")
 
 
 @pytest.fixture(scope="module")
@@ -107,5 +108,6 @@ def test_a_cifar_chapter_runs_under_the_paper_profile_on_the_cpu(cifar_root, tmp
     assert saved["params"]["dataset"] == "cifar10" and saved["profile"] == "paper"
     assert [r["network"] for r in saved["metrics"]["resnet18_runs"]] == ["Baseline", "BlurPool", "APS"]
     trained = [p.name for p in (tmp_path / "results" / "cache").glob("*.pt")]
-    assert trained and all(torch.load(tmp_path / "results" / "cache" / p, weights_only=True)["config"]["model"]["in_channels"] == 3
+    cache = tmp_path / "results" / "cache"
+    assert trained and all(torch.load(cache / p, weights_only=True)["config"]["model"]["in_channels"] == 3
                            for p in trained)

@@ -17,7 +17,8 @@ RUNS = pd.DataFrame([
 
 
 def test_seed_differences_pair_by_seed_not_by_row_order():
-    d = protocols.seed_differences(RUNS, "acc", {"filter": 5, "padding": "circular"}, {"filter": 1, "padding": "circular"})
+    d = protocols.seed_differences(RUNS, "acc", {"filter": 5, "padding": "circular"},
+                                   {"filter": 1, "padding": "circular"})
     assert d == pytest.approx([0.02, 0.04])
 
 

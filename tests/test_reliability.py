@@ -24,7 +24,8 @@ def _driver(*args, **kwargs):
 
 @pytest.mark.parametrize("override, message", [
     ("epochs=-1", "parameter epochs=-1 is invalid; valid: an integer >= 1"),
-    ("filter_sizes=[1, 9]", "parameter filter_sizes=[1, 9] is invalid; valid: a non-empty list of distinct filter sizes in 1..7"),
+    ("filter_sizes=[1, 9]",
+     "parameter filter_sizes=[1, 9] is invalid; valid: a non-empty list of distinct filter sizes in 1..7"),
     ("dataset=cifar100", "parameter dataset='cifar100' is invalid; valid: 'fashion_mnist', 'cifar10'"),
     ("n_evl=3", "unknown parameter 'n_evl'; valid names:"),
     ("device=tpu", "parameter device='tpu' is invalid; valid: 'auto', 'cpu', 'cuda'"),
@@ -119,7 +120,8 @@ def test_killed_run_resumes_and_reproduces_the_results_exactly(smoke_run, tmp_pa
     model cache) but for its timings."""
     cache, out = tmp_path / "results" / "cache", tmp_path / "executed"
     args = [*DRIVER, "--profile", "smoke", "--only", *RERUN, "--out", str(out), "--root", str(tmp_path), "--jobs", "2"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     deadline = time.monotonic() + 300
     while not list(cache.glob("*.pt")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -159,10 +161,16 @@ def test_parallel_notebooks_get_a_gpu_each(driver, monkeypatch):
 def test_a_worker_given_a_gpu_starts_its_kernel_with_only_that_one_visible(driver, tmp_path, monkeypatch):
     """run_in_worker sets CUDA_VISIBLE_DEVICES before the kernel starts, so the notebook's cuda:0 is its GPU."""
     seen = {}
-    monkeypatch.setattr(driver, "run", lambda *a, **k: (seen.setdefault("gpu", os.environ.get("CUDA_VISIBLE_DEVICES")), 0.0)[1:] + (False,))
+
+    def run(*args, **kwargs):
+        seen.setdefault("gpu", os.environ.get("CUDA_VISIBLE_DEVICES"))
+        return 0.0, False
+
+    monkeypatch.setattr(driver, "run", run)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.delenv("SHIFTLAB_CORES", raising=False)        # both restored after the test
-    driver.run_in_worker(ROOT / "notebooks" / "05_blurpool.ipynb", tmp_path / "x.ipynb", {}, tmp_path / "e.log", "x", 1, "1")
+    driver.run_in_worker(ROOT / "notebooks" / "05_blurpool.ipynb", tmp_path / "x.ipynb", {}, tmp_path / "e.log", "x",
+                         1, "1")
     assert seen["gpu"] == "1"
 
 

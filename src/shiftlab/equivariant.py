@@ -42,8 +42,8 @@ class C8Net(nn.Module):
             warnings.filterwarnings("ignore", message="indexing with dtype torch.uint8", category=UserWarning)
             for fields in cfg.widths:
                 out = enn.FieldType(space, fields * [space.regular_repr])
-                layers += [enn.R2Conv(t, out, 5, padding=2, bias=False), enn.InnerBatchNorm(out), enn.ReLU(out, inplace=True),
-                           enn.PointwiseAvgPoolAntialiased(out, sigma=0.66, stride=2)]
+                layers += [enn.R2Conv(t, out, 5, padding=2, bias=False), enn.InnerBatchNorm(out),
+                           enn.ReLU(out, inplace=True), enn.PointwiseAvgPoolAntialiased(out, sigma=0.66, stride=2)]
                 t = out
         self.body_e2 = enn.SequentialModule(*layers)
         self.group_pool = enn.GroupPooling(t)
@@ -58,6 +58,23 @@ class C8Net(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x).mean((2, 3)))
+
+    @torch.no_grad()
+    def check_invariance(self, x: torch.Tensor, atol: float = 1e-4) -> float:
+        """The largest |f(rot90(x, k)) - f(x)| over the logits and the quarter turns k = 1, 2, 3 (in eval mode, odd
+        frames): C_8 contains the quarter turns, and they map the pixel grid onto itself, so the network is exactly
+        invariant to them up to float rounding (e2cnn's check_equivariance, for the whole network). Raises
+        AssertionError, naming the turn, when it exceeds atol."""
+        if x.shape[-1] % 2 == 0 or x.shape[-2] % 2 == 0:
+            raise ValueError(f"a {x.shape[-2]}x{x.shape[-1]} frame: quarter turns keep every sampling grid only on odd "
+                             "sizes (33 px in the zoo)")
+        ref, worst = self(x), 0.0
+        for k in (1, 2, 3):
+            err = (self(torch.rot90(x, k, dims=(-2, -1))) - ref).abs().max().item()
+            if err > atol:
+                raise AssertionError(f"C8Net is not invariant to a rotation by {90 * k}°: {err:.3g} > {atol}")
+            worst = max(worst, err)
+        return worst
 
 
 def circular_harmonic(m: int, size: int = 15, radius: float = 4.0, width: float = 1.5) -> torch.Tensor:

@@ -15,8 +15,9 @@ import io
 import json
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -28,8 +29,8 @@ EVAL_EVENT = "evaluate"   # the events-log line of every measurement computed, n
 
 
 def eval_key(model_keys: list[str], measurement: str, protocol: dict) -> dict:
-    """Everything that determines a measurement of trained models, as a JSON-able dict (with the evaluation
-    precision when it is not fp32, so fp32 keys stay as they were)."""
+    """Everything that determines a measurement of trained models, as a JSON-able dict: the models' keys, the
+    measurement, the protocol, the package version and, when it is not fp32, the evaluation precision."""
     key = {"models": list(model_keys), "measurement": measurement, "protocol": protocol, "version": __version__}
     return key if precision() == "fp32" else {**key, "precision": precision()}
 

@@ -46,7 +46,8 @@ def pretrained(name: str, weights: bool = True) -> nn.Module:
         net = build()
     except Exception as err:     # download failures come in many types
         raise WeightsError(f"the pretrained weights of {name} could not be loaded ({type(err).__name__}: {err}); "
-                           "they download once into torch's hub cache ($TORCH_HOME): run once with network access") from err
+                           "they download once into torch's hub cache ($TORCH_HOME): "
+                           "run once with network access") from err
     return nn.Sequential(Normalize("imagenet"), net).eval()
 
 
@@ -108,14 +109,16 @@ def crop_diagonal_changes(model: nn.Module, frames: torch.Tensor, pairs: int = 8
                                             for c in cs})
 
 
-def black_diagonal_changes(model: nn.Module, frames: torch.Tensor, side: int, pairs: int = 8) -> dict[str, torch.Tensor]:
+def black_diagonal_changes(model: nn.Module, frames: torch.Tensor, side: int,
+                           pairs: int = 8) -> dict[str, torch.Tensor]:
     """Azulay's Black protocol per image: the frame shrunk to side x side px on a black 224 canvas at diagonal
     positions c and c+1 around the centre, P(top-1 change) and MAC over `pairs` consecutive pairs."""
     if not 1 <= side <= CROP - pairs - 1:
-        raise ValueError(f"side={side} is invalid; valid: 1..{CROP - pairs - 1} px, so {pairs + 1} positions fit the canvas")
+        raise ValueError(f"side={side} is invalid; valid: 1..{CROP - pairs - 1} px, "
+                         f"so {pairs + 1} positions fit the canvas")
     objects, centre = resize(frames, side), (CROP - side) // 2 - pairs // 2
-    return protocols.diagonal_pair_changes({c: metrics.embedded_probs(model, objects, CROP, side, centre + c, centre + c)
-                                            for c in range(pairs + 1)})
+    return protocols.diagonal_pair_changes({
+        c: metrics.embedded_probs(model, objects, CROP, side, centre + c, centre + c) for c in range(pairs + 1)})
 
 
 def azulay_table(frames: torch.Tensor, device: torch.device | str, names: tuple[str, ...] = tuple(PRETRAINED),

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels import aps, dense_max, fused_aps_applies, fused_maxblur_applies, maxblur, stem_conv, stem_conv_applies
 from .runtime import in_fp32
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -27,76 +26,15 @@ def _check_pad_mode(pad_mode: str) -> str:
     return pad_mode
 
 
-class _CircularPad(torch.autograd.Function):
-    """Circular padding written into one new map in x's memory format (F.pad's circular mode returns contiguous
-    memory), with a backward that folds the padded border's gradient back onto the edges it copied."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, left: int, right: int, top: int, bottom: int) -> torch.Tensor:
-        ctx.pads = (left, right, top, bottom)
-        h, w = x.shape[-2:]
-        fmt = torch.channels_last if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
-            memory_format=torch.channels_last) else torch.contiguous_format
-        out = torch.empty((*x.shape[:-2], h + top + bottom, w + left + right), dtype=x.dtype, device=x.device,
-                          memory_format=fmt)
-        out[..., top:top + h, left:left + w] = x
-        out[..., top:top + h, :left] = x[..., w - left:]
-        out[..., top:top + h, left + w:] = x[..., :right]
-        out[..., :top, :] = out[..., h:h + top, :]               # the last rows, already padded in width
-        out[..., top + h:, :] = out[..., top:top + bottom, :]    # the first rows
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        left, right, top, bottom = ctx.pads
-        h, w = grad.shape[-2] - top - bottom, grad.shape[-1] - left - right
-
-        def fold_columns(rows: torch.Tensor) -> torch.Tensor:
-            folded = rows[..., left:left + w].clone()
-            folded[..., w - left:] += rows[..., :left]
-            folded[..., :right] += rows[..., left + w:]
-            return folded
-
-        g = fold_columns(grad[..., top:top + h, :])
-        if top:
-            g[..., h - top:, :] += fold_columns(grad[..., :top, :])
-        if bottom:
-            g[..., :bottom, :] += fold_columns(grad[..., top + h:, :])
-        return g, None, None, None, None
-
-
-def circular_pad(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
-    """x padded by (left, right, top, bottom) with wrap-around: equal to F.pad(x, pads, 'circular'), in x's memory format."""
-    h, w = x.shape[-2:]
-    left, right, top, bottom = pads
-    if max(left, right) > w or max(top, bottom) > h:
-        raise ValueError(f"circular padding {pads} wraps more than once around a {h}x{w} map")
-    return _CircularPad.apply(x, *pads)
-
-
 def pad2d(x: torch.Tensor, pads: tuple[int, int, int, int], mode: str) -> torch.Tensor:
     """Pad (left, right, top, bottom) with a named mode (zeros, reflect, replicate, circular)."""
     if not any(pads):
         return x
     if _check_pad_mode(mode) == "circular":
-        return circular_pad(x, pads)
+        h, w = x.shape[-2:]
+        if max(pads[:2]) > w or max(pads[2:]) > h:
+            raise ValueError(f"circular padding {pads} wraps more than once around a {h}x{w} map")
     return F.pad(x, pads, mode="constant" if mode == "zeros" else mode)
-
-
-class Conv2d(nn.Conv2d):
-    """nn.Conv2d whose circular padding keeps channels-last memory, and whose one-channel form on images runs
-    kernels.stem_conv (same weights, same outputs within rounding)."""
-
-    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if stem_conv_applies(self, x):
-            return stem_conv(self.padded(x), weight)
-        if self.padding_mode != "circular":
-            return super()._conv_forward(x, weight, bias)
-        return F.conv2d(self.padded(x), weight, bias, self.stride, 0, self.dilation, self.groups)
-
-    def padded(self, x: torch.Tensor) -> torch.Tensor:
-        """x padded by the layer's padding in its padding mode (channels-last kept for circular)."""
-        return pad2d(x, self._reversed_padding_repeated_twice, self.padding_mode)
 
 
 def _check_size(size: int) -> int:
@@ -165,6 +103,27 @@ class BlurPool(nn.Module):
         x = pad2d(x, blur_pads(self.filt_size), self.pad_mode)
         return F.conv2d(x, self.kernel, stride=self.stride, groups=self.channels)
 
+    def check_mean_invariance(self, x: torch.Tensor, atol: float = 1e-5) -> float:
+        """The largest |mean(BlurPool(roll(x, d))) - mean(BlurPool(x))| (mean over each image's output map, per
+        channel) over the four circular shifts of one 2 x 2 cell. With circular padding, stride 2 and a binomial filter
+        of size m >= 2, A(π) = 0, so the blurred map has no energy at the aliased frequencies (π, 0), (0, π), (π, π)
+        and each of its four phases has the same mean: BlurPool followed by global average pooling is exactly shift
+        invariant (chapter 7's lattice of S/2). Raises AssertionError, naming the shift, when it exceeds atol."""
+        if self.pad_mode != "circular" or self.stride != 2 or self.filt_size < 2:
+            raise ValueError(f"the check holds for pad_mode='circular', stride 2 and filt_size >= 2; got "
+                             f"pad_mode={self.pad_mode!r}, stride={self.stride}, filt_size={self.filt_size}")
+        ref = self(x).double().mean(dim=(-2, -1))
+        worst = 0.0
+        for dy in range(self.stride):
+            for dx in range(self.stride):
+                moved = self(torch.roll(x, (dy, dx), dims=(-2, -1))).double().mean(dim=(-2, -1))
+                err = (moved - ref).abs().max().item()
+                if err > atol:
+                    raise AssertionError(f"mean of BlurPool(filt_size={self.filt_size}) moves under shift "
+                                         f"({dy}, {dx}): {err:.3g} > {atol}")
+                worst = max(worst, err)
+        return worst
+
     def extra_repr(self) -> str:
         return f"{self.channels}, filt_size={self.filt_size}, stride={self.stride}, pad_mode={self.pad_mode}"
 
@@ -177,40 +136,15 @@ class DenseMax(nn.Module):
         self.pad_mode = "circular" if _check_pad_mode(pad_mode) == "circular" else "replicate"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dense_max(pad2d(x, (0, 1, 0, 1), self.pad_mode))
-
-
-def _fused_max_blur(dense: DenseMax, blur: BlurPool, x: torch.Tensor) -> torch.Tensor | None:
-    """blur(dense(x)) as one compiled op (kernels.maxblur) where it applies: a blur padded circularly or by
-    reflection (after the dense max's own circular or replicate padding) on a CPU map; else None."""
-    circular = blur.pad_mode == "circular"
-    if blur.filt_size == 1 or blur.pad_mode not in ("circular", "reflect") or (dense.pad_mode == "circular") != circular:
-        return None
-    return maxblur(x, blur.taps, blur.stride, circular) if fused_maxblur_applies(x, blur.filt_size, circular) else None
+        return F.max_pool2d(pad2d(x, (0, 1, 0, 1), self.pad_mode), kernel_size=2, stride=1)
 
 
 class MaxBlurPool(nn.Sequential):
-    """BlurPool_m . Max_{2,1}; with filt_size 1 it equals MaxPool(2, 2) exactly.
-
-    On the CPU, with circular or reflect padding, one compiled op (kernels.maxblur). Else, with circular padding
-    both pads fold into one: Max_{2,1}(pad_(lo, hi+1)(x)) = pad_(lo, hi)(Max_{2,1}(x)), so the input is wrapped once
-    and max and blur run unpadded (same output, one copy fewer)."""
+    """BlurPool_m . Max_{2,1} (Zhang 2019, eq. 3): y = Subsample_s(Blur_m(Max_{2,1}(x))); with filt_size 1 it equals
+    MaxPool(2, 2) exactly."""
 
     def __init__(self, channels: int, filt_size: int = 3, stride: int = 2, pad_mode: str = "reflect"):
         super().__init__(DenseMax(pad_mode), BlurPool(channels, filt_size, stride, pad_mode))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fused = _fused_max_blur(self[0], self[1], x)
-        return fused if fused is not None else self._unfused(x)
-
-    @in_fp32
-    def _unfused(self, x: torch.Tensor) -> torch.Tensor:
-        dense, blur = self[0], self[1]
-        lo, hi = blur_pads(blur.filt_size)[:2]
-        if blur.pad_mode != "circular" or blur.filt_size == 1 or min(x.shape[-2:]) <= hi:
-            return blur(dense(x))
-        x = dense_max(circular_pad(x, (lo, hi + 1, lo, hi + 1)))
-        return F.conv2d(x, blur.kernel, stride=blur.stride, groups=blur.channels)
 
 
 class ConvBlurPool(nn.Sequential):
@@ -219,7 +153,7 @@ class ConvBlurPool(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, filt_size: int = 3, stride: int = 2,
                  pad_mode: str = "reflect", kernel_size: int = 3, conv_padding: str = "zeros"):
         super().__init__(
-            Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
+            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
                       padding_mode=conv_padding, bias=False),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
@@ -265,7 +199,8 @@ def _phase_norms(x: torch.Tensor, stride: int, norm: str) -> torch.Tensor:
 
 
 def _at_phase(x: torch.Tensor, phase: torch.Tensor, stride: int) -> torch.Tensor:
-    """x[n, :, i_n::s, j_n::s] per image, phase_n = i_n * s + j_n: (N, C, H/s, W/s), channels-last, gathered in place."""
+    """x[n, :, i_n::s, j_n::s] per image, phase_n = i_n * s + j_n: (N, C, H/s, W/s), channels-last, gathered in
+    place."""
     kept = _cells(x, stride)[torch.arange(len(x), device=x.device), :, phase // stride, :, phase % stride]
     return kept.permute(0, 3, 1, 2)
 
@@ -277,52 +212,70 @@ class ApsPool(nn.Module):
     whole cells: with circular padding everywhere the network is exactly shift invariant. On an all-black
     map every component is zero, so which one is kept does not matter."""
 
-    def __init__(self, channels: int, filt_size: int = 1, stride: int = 2, pad_mode: str = "circular", norm: str = "l2"):
+    def __init__(self, channels: int, filt_size: int = 1, stride: int = 2, pad_mode: str = "circular",
+                 norm: str = "l2"):
         super().__init__()
         if norm not in APS_NORMS:
             raise ValueError(f"norm={norm!r} is invalid; valid: {', '.join(APS_NORMS)}")
         self.stride, self.norm = stride, norm
         self.blur = BlurPool(channels, filt_size, 1, pad_mode) if filt_size > 1 else None
 
-    def _prefiltered(self, x: torch.Tensor, prefiltered: bool = False) -> torch.Tensor:
-        """[Blur_m] x: the map whose polyphase components are compared and kept (x itself if already blurred)."""
-        return self.blur(x) if self.blur is not None and not prefiltered else x
+    def prefilter(self, x: torch.Tensor) -> torch.Tensor:
+        """Blur_m x at stride 1 (x itself when filt_size is 1): the map whose polyphase components are compared."""
+        return x if self.blur is None else self.blur(x)
 
-    def phase_norms(self, x: torch.Tensor, prefiltered: bool = False) -> torch.Tensor:
+    def phase_norms(self, x: torch.Tensor) -> torch.Tensor:
         """||[Blur_m] x[..., i::s, j::s]||_p per image and phase i*s + j: (N, s²), float64."""
-        return _phase_norms(self._prefiltered(x, prefiltered), self.stride, self.norm)
+        return _phase_norms(self.prefilter(x), self.stride, self.norm)
 
     def selected_phase(self, x: torch.Tensor) -> torch.Tensor:
-        """argmax_(i, j) ||x[..., i::s, j::s]||_p per image, as the index i*s + j: (N,)."""
+        """argmax_(i, j) ||[Blur_m] x[..., i::s, j::s]||_p per image, as the index i*s + j: (N,)."""
         return self.phase_norms(x).argmax(1)
 
-    def subsample(self, x: torch.Tensor, prefiltered: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """[Blur_m] x at each image's largest-norm phase, and that phase i*s + j: ((N, C, H/s, W/s), (N,))."""
-        z = self._prefiltered(x, prefiltered)
-        if fused_aps_applies(z, self.stride, self.norm):
-            return aps(z, self.stride)
+    def keep(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """APS_s of an already prefiltered map z: z at each image's largest-norm phase, and that phase i*s + j:
+        ((N, C, H/s, W/s), (N,))."""
         phase = _phase_norms(z, self.stride, self.norm).argmax(1)
         return _at_phase(z, phase, self.stride), phase
 
-    def forward(self, x: torch.Tensor, phase: torch.Tensor | None = None, prefiltered: bool = False) -> torch.Tensor:
+    def subsample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[Blur_m] x at each image's largest-norm phase, and that phase i*s + j: ((N, C, H/s, W/s), (N,))."""
+        return self.keep(self.prefilter(x))
+
+    def forward(self, x: torch.Tensor, phase: torch.Tensor | None = None) -> torch.Tensor:
         """[Blur_m] x at each image's largest-norm phase, or at the given phases (N,): a residual block's shortcut
-        takes its main path's, so both branches keep the same sampling grid. prefiltered: x is already blurred."""
+        takes its main path's, so both branches keep the same sampling grid."""
         if phase is None:
-            return self.subsample(x, prefiltered)[0]
-        return _at_phase(self._prefiltered(x, prefiltered), phase, self.stride)
+            return self.subsample(x)[0]
+        return _at_phase(self.prefilter(x), phase, self.stride)
+
+    def check_invariance(self, x: torch.Tensor, atol: float = 0.0) -> float:
+        """The largest |APS(roll(x, d)) - roll(APS(x), c)| over every circular shift d = (dy, dx) of one s x s cell,
+        where c = floor((p + d) / s) per axis for the phase p = (i, j) APS(x) kept: a circular shift permutes the
+        polyphase components, so the same one wins and the output moves by whole cells (Chaman & Dokmanić 2021,
+        the property behind exact invariance). Raises AssertionError, naming the shift, when it exceeds atol."""
+        y, phase = self.subsample(x)
+        worst = 0.0
+        for dy in range(self.stride):
+            for dx in range(self.stride):
+                moved = self.subsample(torch.roll(x, (dy, dx), dims=(-2, -1)))[0]
+                for n in range(len(x)):
+                    i, j = divmod(int(phase[n]), self.stride)
+                    cells = ((i + dy) // self.stride, (j + dx) // self.stride)
+                    err = (moved[n] - torch.roll(y[n], cells, dims=(-2, -1))).abs().max().item()
+                    if err > atol:
+                        raise AssertionError(f"APS is not shift equivariant at shift ({dy}, {dx}), "
+                                             f"image {n}: {err:.3g}")
+                    worst = max(worst, err)
+        return worst
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, norm={self.norm}"
 
 
 class MaxApsPool(nn.Sequential):
-    """APS_s . [Blur_m] . Max_{2,1}: MaxPool with its fixed subsampling replaced by adaptive polyphase sampling; the
-    dense max and the blur at stride 1 as one compiled op on the CPU (kernels.maxblur)."""
+    """APS_s . [Blur_m] . Max_{2,1}: MaxPool with its fixed subsampling replaced by adaptive polyphase sampling
+    (Chaman & Dokmanić 2021; APS-LPF with filt_size > 1)."""
 
     def __init__(self, channels: int, filt_size: int = 1, stride: int = 2, pad_mode: str = "circular"):
         super().__init__(DenseMax(pad_mode), ApsPool(channels, filt_size, stride, pad_mode))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dense, pool = self[0], self[1]
-        blurred = _fused_max_blur(dense, pool.blur, x) if pool.blur is not None else None
-        return pool(dense(x)) if blurred is None else pool(blurred, prefiltered=True)

@@ -5,7 +5,7 @@ Notation: f(x) is the softmax output, y(x) = argmax_k f_k(x).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,8 @@ from . import shifts as sh
 from .data import embed, resize
 
 
-def batched_outputs(model: nn.Module, x: torch.Tensor, forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+def batched_outputs(model: nn.Module, x: torch.Tensor,
+                    forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
                     batch_size: int = 128) -> torch.Tensor:
     """forward(model, x_b) (default model(x_b)) over batches x_b of x, in eval mode, on the model's device, under
     torch.inference_mode at the evaluation precision (``runtime.set_precision``); concatenated as float32 on the
@@ -235,7 +236,7 @@ def feature_distance_grid(model: nn.Module, x: torch.Tensor, period: int) -> dic
     grids = {name: torch.zeros(period, period) for name, _ in ref}
     for dy, dx in shift_grid(period):
         moved = model.forward_features(sh.roll(x, dy, dx))
-        for (name, r), (_, f), spectrum in zip(ref, moved, spectra):
+        for (name, r), (_, f), spectrum in zip(ref, moved, spectra, strict=True):
             d = fourier_shift_distance(f, r, size // f.shape[-1], dy, dx, spectrum)
             grids[name][dy, dx] = d.mean().item()
     return grids

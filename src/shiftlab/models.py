@@ -2,8 +2,9 @@
 
 VGG-like: ``stages`` blocks of [conv3x3-BN-ReLU] x convs_per_stage followed by a stride-2
 downsampling of a chosen kind (fixed subsampling: max, maxblur, strided, convblur, avg, blur; adaptive
-polyphase sampling: maxaps, convaps, with a blur first when filt_size > 1), then global average pooling and a linear classifier, or (like
-VGG16 and AlexNet) a fully connected layer on the flattened map of a fixed-size input.
+polyphase sampling: maxaps, convaps, with a blur first when filt_size > 1), then global average pooling and
+a linear classifier, or (like VGG16 and AlexNet) a fully connected layer on the flattened map of a
+fixed-size input.
 C8 (rotation-equivariant, ``shiftlab.equivariant``, needs e2cnn): steerable convolutions, see there.
 STN: a spatial-transformer front end (a learned translation) before the VGG-like.
 ResNet-like: a conv3x3-BN-ReLU stem, then one residual block per stage whose first conv has
@@ -15,16 +16,15 @@ a blur (convblur) or APS (convaps), S = 2**(stages - 1).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .data import NORMALISATION
-from .kernels import bn_relu, fused_stem_applies, stem_bn_relu
-from .layers import FILTER_SIZES, ApsPool, BlurPool, Conv2d, ConvBlurPool, MaxApsPool, MaxBlurPool
+from .layers import FILTER_SIZES, ApsPool, BlurPool, ConvBlurPool, MaxApsPool, MaxBlurPool
 
 APS_KINDS = ("maxaps", "convaps")
 DOWNSAMPLE_KINDS = ("max", "maxblur", "strided", "convblur", "avg", "blur", *APS_KINDS)
@@ -57,21 +57,21 @@ class ModelConfig:
                f"arch='resnet' downsamples with strided convolutions; downsample={self.downsample!r} is invalid")
         _check(self.arch != "resnet18" or (self.downsample in RESNET18_DOWNSAMPLE and len(self.widths) >= 2
                                            and self.padding in PADDING_MODES and not self.fc_input),
-               f"arch='resnet18' needs downsample in {', '.join(RESNET18_DOWNSAMPLE)} (got {self.downsample!r}), two or "
-               f"more widths (got {self.widths}), padding in {', '.join(PADDING_MODES)} and global pooling")
+               f"arch='resnet18' needs downsample in {', '.join(RESNET18_DOWNSAMPLE)} (got {self.downsample!r}), "
+               f"two or more widths (got {self.widths}), padding in {', '.join(PADDING_MODES)} and global pooling")
         _check(self.arch != "c8" or (self.downsample == "avg" and self.padding == "zeros" and not self.fc_input),
                "arch='c8' (rotation-equivariant, e2cnn) has its own layers; valid: downsample='avg', padding='zeros'")
         _check(self.downsample in DOWNSAMPLE_KINDS,
                f"downsample={self.downsample!r} is invalid; valid: {', '.join(DOWNSAMPLE_KINDS)}")
         _check(self.filt_size in FILTER_SIZES, f"filt_size={self.filt_size} is invalid; valid: 1..7")
-        _check(self.padding in PADDING_MODES or (self.padding == NO_PADDING and self.arch == "vgg" and self.downsample == "max"
-                                                  and not self.fc_input),
+        _check(self.padding in PADDING_MODES or (self.padding == NO_PADDING and self.arch == "vgg"
+                                                  and self.downsample == "max" and not self.fc_input),
                f"padding={self.padding!r} is invalid; valid: {', '.join(PADDING_MODES)}, or {NO_PADDING!r} "
                "(no padding, for the VGG-like with MaxPool and global pooling)")
         _check(self.normalize == "" or (self.normalize in NORMALISATION and NORMALISATION[self.normalize] is not None
                                         and self.arch in ("vgg", *RESIDUAL_ARCHS)),
-               f"normalize={self.normalize!r} is invalid; valid: '' (none) or, for arch 'vgg', 'resnet' or 'resnet18', one of "
-               f"{', '.join(repr(k) for k, v in NORMALISATION.items() if v is not None)}")
+               f"normalize={self.normalize!r} is invalid; valid: '' (none) or, for arch 'vgg', 'resnet' or "
+               f"'resnet18', one of {', '.join(repr(k) for k, v in NORMALISATION.items() if v is not None)}")
         _check(len(self.widths) >= 1 and all(w >= 1 for w in self.widths),
                f"widths={self.widths} is invalid; valid: one or more positive integers")
         _check(self.convs_per_stage >= 1, f"convs_per_stage={self.convs_per_stage} is invalid; valid: >= 1")
@@ -99,47 +99,17 @@ def _check(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
-class BatchNormReLU(nn.BatchNorm2d):
-    """ReLU . BN (pooled: MaxPool_{2,2} . ReLU . BN), one compiled op in training and inference (kernels.bn_relu)."""
-
-    def forward(self, x: torch.Tensor, pool: bool = False) -> torch.Tensor:
-        return bn_relu(x, self, pool)
-
-
 class ConvBNReLU(nn.Sequential):
     """ReLU . BN . Conv_{3, stride} (padded by 1 px with the padding mode, or not at all when 'valid')."""
 
     def __init__(self, cin: int, cout: int, padding: str, stride: int = 1):
         valid = padding == NO_PADDING
         super().__init__(
-            Conv2d(cin, cout, 3, stride=stride, padding=0 if valid else 1, padding_mode="zeros" if valid else padding, bias=False),
-            BatchNormReLU(cout),
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=0 if valid else 1,
+                      padding_mode="zeros" if valid else padding, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
         )
-
-    def forward(self, x: torch.Tensor, pool: bool = False) -> torch.Tensor:
-        """ReLU . BN . Conv(x); pooled: MaxPool_{2,2} of it (the first block of a network trained under bfloat16
-        autocast: one op, which recomputes the conv in each pass; in float32 that costs more than storing the conv's
-        output, measured on an AVX2 CPU, and the stem conv and bn_relu run instead)."""
-        conv, bn = self[0], self[1]
-        if torch.is_autocast_enabled(x.device.type) and fused_stem_applies(conv, bn, x, pool):
-            return stem_bn_relu(conv.padded(x), conv.weight, bn, pool)
-        return bn(conv(x), pool=pool)
-
-
-def _is_max_2x2(layer: nn.Module) -> bool:
-    return (isinstance(layer, nn.MaxPool2d) and layer.kernel_size in (2, (2, 2)) and layer.stride in (2, (2, 2))
-            and layer.padding in (0, (0, 0)) and layer.dilation in (1, (1, 1)) and not layer.ceil_mode)
-
-
-def run_fused(body: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """body(x), with each ConvBNReLU followed by a 2x2 MaxPool run as one step (MaxPool . ReLU . BN fused)."""
-    layers = list(body)
-    i = 0
-    while i < len(layers):
-        pooled = isinstance(layers[i], ConvBNReLU) and i + 1 < len(layers) and _is_max_2x2(layers[i + 1])
-        x = layers[i](x, pool=True) if pooled else layers[i](x)
-        i += 2 if pooled else 1
-    return x
 
 
 def _blur_pad(padding: str) -> str:
@@ -160,7 +130,8 @@ def _stage(cfg: ModelConfig, index: int, cin: int, cout: int) -> list[tuple[str,
     if kind == "convblur":
         return layers + [(last, ConvBlurPool(last_in, cout, cfg.filt_size, 2, pad, conv_padding=cfg.padding))]
     if kind == "convaps":    # the strided conv with its fixed subsampling replaced by [blur +] APS
-        return layers + [(last, ConvBNReLU(last_in, cout, cfg.padding)), (f"{name}.aps", ApsPool(cout, cfg.filt_size, 2, pad))]
+        return layers + [(last, ConvBNReLU(last_in, cout, cfg.padding)),
+                         (f"{name}.aps", ApsPool(cout, cfg.filt_size, 2, pad))]
     layers.append((last, ConvBNReLU(last_in, cout, cfg.padding)))
     down = {
         "max": lambda: nn.MaxPool2d(2, 2),
@@ -214,15 +185,34 @@ class VGGLike(nn.Module):
         if self.cfg.normalize:
             x, layers = layers[0](x), layers[1:]
         out = []
-        for name, layer in zip(self.layer_names, layers):
+        for name, layer in zip(self.layer_names, layers, strict=True):
             x = layer(x)
             out.append((name, x))
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Global average pooling and a linear layer, or (fc_input set) flattening and a fully connected layer."""
-        f = run_fused(self.body, x)
+        f = self.body(x)
         return self.head(f.flatten(1) if self.cfg.fc_input else f.mean(dim=(2, 3)))
+
+    @torch.no_grad()
+    def check_shift_invariance(self, x: torch.Tensor, atol: float = 1e-4) -> float:
+        """The largest |f(roll(x, d)) - f(x)| over the logits and every circular shift d of one S x S cell (eval mode).
+        A network whose every subsampling is adaptive polyphase sampling, with circular padding and global average
+        pooling, is exactly invariant to every circular shift (Chaman & Dokmanić 2021): no shift is a special case.
+        Raises ValueError for a network that does not promise it, AssertionError (naming the shift) above atol."""
+        cfg = self.cfg
+        if cfg.downsample not in APS_KINDS or cfg.padding != "circular" or cfg.fc_input:
+            raise ValueError(f"only APS networks with circular padding and global pooling are shift invariant; this "
+                             f"one has downsample={cfg.downsample!r}, padding={cfg.padding!r}, fc_input={cfg.fc_input}")
+        ref, worst, s = self(x), 0.0, cfg.total_stride
+        for dy in range(s):
+            for dx in range(s):
+                err = (self(torch.roll(x, (dy, dx), dims=(-2, -1))) - ref).abs().max().item()
+                if err > atol:
+                    raise AssertionError(f"not invariant to the circular shift ({dy}, {dx}): {err:.3g} > {atol}")
+                worst = max(worst, err)
+        return worst
 
 
 class BasicBlock(nn.Module):
@@ -232,7 +222,7 @@ class BasicBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             ConvBNReLU(cin, cout, padding, stride=2),
-            Conv2d(cout, cout, 3, padding=1, padding_mode=padding, bias=False),
+            nn.Conv2d(cout, cout, 3, padding=1, padding_mode=padding, bias=False),
             nn.BatchNorm2d(cout),
         )
         self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=2, bias=False), nn.BatchNorm2d(cout))
@@ -261,8 +251,9 @@ class ResNetLike(VGGLike):
     """Stem conv3x3-BN-ReLU, one stride-2 residual block per stage, global average pool, linear head."""
 
     def __init__(self, cfg: ModelConfig):
-        _residual_net(self, cfg, lambda: [(f"s{i + 1}.block", BasicBlock(cin, cout, cfg.padding))
-                                          for i, (cin, cout) in enumerate(zip(_stage_inputs(cfg), cfg.widths))])
+        _residual_net(self, cfg, lambda: [
+            (f"s{i + 1}.block", BasicBlock(cin, cout, cfg.padding))
+            for i, (cin, cout) in enumerate(zip(_stage_inputs(cfg), cfg.widths, strict=True))])
 
 
 class ResidualBlock(nn.Module):
@@ -283,11 +274,12 @@ class ResidualBlock(nn.Module):
             self.down, self.short_down = BlurPool(cout, filt_size, 2, pad), BlurPool(cin, filt_size, 2, pad)
         elif self.adaptive:
             self.down, self.short_down = ApsPool(cout, filt_size, 2, pad), ApsPool(cin, filt_size, 2, pad)
-        self.conv2 = Conv2d(cout, cout, 3, padding=1, padding_mode=padding, bias=False)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, padding_mode=padding, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut = None
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=fixed_stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=fixed_stride, bias=False),
+                                          nn.BatchNorm2d(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(x)
@@ -307,9 +299,9 @@ class ResNet18(VGGLike):
 
     def __init__(self, cfg: ModelConfig):
         _residual_net(self, cfg, lambda: [
-            (f"s{i + 1}.block{j + 1}", ResidualBlock(cout if j else cin, cout, 2 if i > 0 and j == 0 else 1, cfg.padding,
-                                                     cfg.downsample, cfg.filt_size))
-            for i, (cin, cout) in enumerate(zip(_stage_inputs(cfg), cfg.widths)) for j in range(2)])
+            (f"s{i + 1}.block{j + 1}", ResidualBlock(cout if j else cin, cout, 2 if i > 0 and j == 0 else 1,
+                                                     cfg.padding, cfg.downsample, cfg.filt_size))
+            for i, (cin, cout) in enumerate(zip(_stage_inputs(cfg), cfg.widths, strict=True)) for j in range(2)])
 
 
 def build(cfg: ModelConfig) -> nn.Module:
@@ -326,9 +318,9 @@ def build(cfg: ModelConfig) -> nn.Module:
 class SpatialTransformer(nn.Module):
     """A spatial-transformer front end (Jaderberg et al. 2015) before the VGG-like: a small localisation
     net (convolutions, a 4x4 adaptive pool that keeps coarse position, two linear layers) predicts a
-    translation t = (t_x, t_y) per image, in units of half the image size (see ``translation``); the image is resampled at
-    u + t (F.affine_grid + bilinear F.grid_sample, black outside) and classified. The last linear layer
-    starts at zero, so training starts from the identity."""
+    translation t = (t_x, t_y) per image, in units of half the image size (see ``translation``); the image is
+    resampled at u + t (F.affine_grid + bilinear F.grid_sample, black outside) and classified. The last linear
+    layer starts at zero, so training starts from the identity."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()

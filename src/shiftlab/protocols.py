@@ -26,7 +26,8 @@ def seed_differences(runs: pd.DataFrame, measure: str, b: dict, a: dict) -> list
     """Per seed s, in seed order: measure(arm b, s) - measure(arm a, s); both arms must have the same seeds."""
     rb, ra = select(runs, **b).set_index("seed")[measure], select(runs, **a).set_index("seed")[measure]
     if sorted(rb.index) != sorted(ra.index) or rb.index.has_duplicates or len(rb) == 0:
-        raise ValueError(f"arms {b} and {a} must have the same seeds, once each; got {list(rb.index)} and {list(ra.index)}")
+        raise ValueError(f"arms {b} and {a} must have the same seeds, once each; "
+                         f"got {list(rb.index)} and {list(ra.index)}")
     return [float(rb[s] - ra[s]) for s in sorted(rb.index)]
 
 
@@ -66,12 +67,14 @@ def diagonal_pair_changes(probs: dict[int, torch.Tensor]) -> dict[str, torch.Ten
             "MAC": torch.stack([metrics.absolute_change(a, b) for a, b in pairs], 1).mean(1)}
 
 
-def near_far(per_position: torch.Tensor, distance: torch.Tensor, near: float, far: float) -> tuple[torch.Tensor, torch.Tensor]:
+def near_far(per_position: torch.Tensor, distance: torch.Tensor, near: float,
+             far: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image, the mean of a (P, Q, N) per-position measurement over positions at distance <= near
     and over those at distance >= far (distance: (P, Q))."""
     flat, d = per_position.flatten(0, 1).float(), distance.flatten()
     if not (d <= near).any() or not (d >= far).any():
-        raise ValueError(f"no position is within {near} or beyond {far} of the centre; distances span {d.min()}..{d.max()}")
+        raise ValueError(f"no position is within {near} or beyond {far} of the centre; "
+                         f"distances span {d.min()}..{d.max()}")
     return flat[d <= near].mean(0), flat[d >= far].mean(0)
 
 
@@ -85,20 +88,26 @@ def shift_consistency(model: torch.nn.Module, x: torch.Tensor, labels: torch.Ten
 
 
 def aps_phase_margins(model: torch.nn.Module, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
-    """For every ApsPool layer, per image: the phase it keeps, the largest component norm and its margin
-    over the second largest (0 = a tie, decided by the first-phase rule)."""
-    from .layers import ApsPool
+    """For every ApsPool layer (by its module name), per image: the phase it keeps, the largest component norm and
+    its margin over the second largest (0 = a tie, decided by the first-phase rule). The norms are computed from
+    each layer's input, Max_{2,1} first inside a MaxApsPool."""
+    from .layers import ApsPool, MaxApsPool
 
     batches: dict[str, list[torch.Tensor]] = {}
 
-    def record(name):
-        def hook(layer, inputs, kwargs, _output):
-            norms = layer.phase_norms(inputs[0].detach(), kwargs.get("prefiltered", False))
-            batches.setdefault(name, []).append(norms.cpu())
+    def record(name, norms_of):
+        def hook(_layer, inputs):
+            batches.setdefault(name, []).append(norms_of(inputs[0].detach()).cpu())
         return hook
 
-    hooks = [layer.register_forward_hook(record(name), with_kwargs=True) for name, layer in model.named_modules()
-             if isinstance(layer, ApsPool)]
+    inside = {f"{name}.1" for name, layer in model.named_modules() if isinstance(layer, MaxApsPool)}
+    hooks = []
+    for name, layer in model.named_modules():
+        if isinstance(layer, MaxApsPool):
+            hooks.append(layer.register_forward_pre_hook(
+                record(f"{name}.1", lambda z, dense=layer[0], pool=layer[1]: pool.phase_norms(dense(z)))))
+        elif isinstance(layer, ApsPool) and name not in inside:
+            hooks.append(layer.register_forward_pre_hook(record(name, layer.phase_norms)))
     try:
         metrics.predict_logits(model, x)
     finally:

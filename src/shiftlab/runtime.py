@@ -20,11 +20,11 @@ LARGE_PAGES_ENV = "THP_MEM_ALLOC_ENABLE"   # read by torch's CPU allocator once 
 
 @contextmanager
 def large_pages_in_new_processes():
-    """Within the block, processes started (training workers, notebook kernels) allocate maps of 2 MB or more in
-    transparent huge pages (Linux, THP mode madvise or always), unless the user set THP_MEM_ALLOC_ENABLE; torch reads
-    it once, at a process's first allocation. A 64 px network's 33 MB maps otherwise come as fresh 4 kB pages on every
-    step (canvas ResNet-like, 1,280 images on an AVX2 CPU: 3.5 s -> 2.7 s, 540k -> 50k page faults; 32 px networks
-    unchanged). The environment is restored after the block."""
+    """Within the block, processes started (training workers, notebook kernels) allocate blocks of 2 MB or more in
+    transparent huge pages (Linux, THP mode madvise or always): THP_MEM_ALLOC_ENABLE=1 in their environment, unless
+    the user set it; torch's CPU allocator reads it once, at a process's first allocation. The large feature maps a
+    training step allocates afresh are then mapped 2 MB at a time instead of 4 kB. The environment is restored after
+    the block."""
     before = os.environ.get(LARGE_PAGES_ENV)
     os.environ.setdefault(LARGE_PAGES_ENV, "1")
     try:
@@ -42,7 +42,8 @@ def resolve_device(device: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' was asked for (the paper profile's default) but no CUDA GPU is visible: "
-                           "run on a machine with one, or pass -p device=cpu (make book PROFILE=paper PARAMS=device=cpu)")
+                           "run on a machine with one, or pass -p device=cpu "
+                           "(make book PROFILE=paper PARAMS=device=cpu)")
     return torch.device(device)
 
 
@@ -64,7 +65,8 @@ def training_precision(wanted: str, device: torch.device | str = "cpu") -> str:
 
 
 def set_precision(name: str) -> None:
-    """The precision of evaluation forward passes (training takes its own, TrainConfig.precision): fp32, or bf16 / fp16 autocast."""
+    """The precision of evaluation forward passes (training takes its own, TrainConfig.precision): fp32, or bf16 /
+    fp16 autocast."""
     global _precision
     if name not in PRECISIONS:
         raise ValueError(f"precision={name!r} is invalid; valid: {', '.join(PRECISIONS)}")
@@ -83,8 +85,9 @@ def autocast(device: torch.device, name: str | None = None):
 
 
 def in_fp32(fn):
-    """Decorate a forward method to run in float32 with autocast off: oneDNN's bf16 depthwise convolution on a
-    CPU is 2.5x slower than its float32 one, so a fixed blur is cheaper (and exact) in float32."""
+    """Decorate a forward method fn(self, x) to run in float32 with autocast off: under autocast, fn(self, x.float())
+    with autocast disabled on x's device; otherwise fn(self, x) unchanged. Used by the fixed blurs: exact in float32,
+    and on a CPU oneDNN runs their depthwise convolution slower in bfloat16 than in float32."""
     @functools.wraps(fn)
     def wrapper(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_autocast_enabled(x.device.type):
@@ -95,16 +98,17 @@ def in_fp32(fn):
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch, and make torch pick deterministic kernels (without its NaN-filling of every new
-    tensor, a debugging aid that reads nothing back: the same weights, and MaxBlurPool-5 trains 1.37x faster).
+    """Seed Python's, NumPy's and torch's generators with seed and make torch pick deterministic kernels.
 
-    The switch is torch.use_deterministic_algorithms(True, warn_only=True) without its import of torch._inductor (to
-    set the compiler's flag; nothing here compiles), which took 1.3 s of every notebook's start."""
+    torch.use_deterministic_algorithms(True, warn_only=True): an op without a deterministic kernel warns instead of
+    raising. torch.utils.deterministic.fill_uninitialized_memory = False: new tensors are not filled with NaN (a
+    debugging aid for reads of uninitialised memory; no op here reads it, so the results are the same).
+    CUBLAS_WORKSPACE_CONFIG=:4096:8 (unless set) makes cuBLAS deterministic on a GPU."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch._C._set_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     torch.utils.deterministic.fill_uninitialized_memory = False
 
 

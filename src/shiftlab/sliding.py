@@ -35,12 +35,14 @@ def dense_window_logits(model: nn.Module, scene: torch.Tensor, window: int) -> t
     head(avg_pool_k(body(scene))), k = window_cells(model, window): (N, K, H', W')."""
     model.eval()
     device = next(model.parameters()).device
-    pooled = F.avg_pool2d(model.body(scene.to(device, memory_format=torch.channels_last)), window_cells(model, window), stride=1)
+    features = model.body(scene.to(device, memory_format=torch.channels_last))
+    pooled = F.avg_pool2d(features, window_cells(model, window), stride=1)
     logits = torch.einsum("nchw,kc->nkhw", pooled, model.head.weight) + model.head.bias[None, :, None, None]
     return logits.float().cpu()
 
 
 @torch.no_grad()
-def window_loop_logits(model: nn.Module, scene: torch.Tensor, window: int, offsets: list[tuple[int, int]]) -> torch.Tensor:
+def window_loop_logits(model: nn.Module, scene: torch.Tensor, window: int,
+                       offsets: list[tuple[int, int]]) -> torch.Tensor:
     """The classifier run on each window x window crop scene[..., y:y+w, x:x+w], one offset at a time: (P, N, K)."""
     return torch.stack([predict_logits(model, scene[..., y:y + window, x:x + window].contiguous()) for y, x in offsets])

@@ -3,14 +3,14 @@
 SGD with Nesterov momentum under a one-cycle schedule: short runs end at a small learning rate,
 so models trained for one or two epochs can be compared with each other. With precision 'bf16' the
 forward pass runs under bfloat16 autocast (weights, gradients and optimiser state stay float32).
-Batches and weights are channels-last (the layout oneDNN's convolutions, pooling and depthwise blur are fastest in on a CPU);
-the model is returned in the default layout.
+Batches and weights are channels-last (the layout in which oneDNN's convolutions, pooling and depthwise
+blur run fastest on a CPU); the model is returned in the default layout.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -90,8 +90,9 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
                           weight_decay=cfg.weight_decay)
     steps = -(-len(x) // cfg.batch_size)
     if cfg.epochs * steps * WARM_UP == 1:
-        raise ValueError(f"{len(x)} images x {cfg.epochs} epoch(s) at batch {cfg.batch_size} make {cfg.epochs * steps} "
-                         "steps, which leaves the one-cycle schedule's warm-up zero steps long: change n_train or epochs")
+        raise ValueError(f"{len(x)} images x {cfg.epochs} epoch(s) at batch {cfg.batch_size} make "
+                         f"{cfg.epochs * steps} steps, which leaves the one-cycle schedule's warm-up zero steps long: "
+                         "change n_train or epochs")
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
                                                 pct_start=WARM_UP)
     history, dev = [], torch.device(device)

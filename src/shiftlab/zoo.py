@@ -28,10 +28,10 @@ from typing import NamedTuple
 import torch
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, fast
 from .data import CHANNELS, NORMALISATION, Canvas, load
-from .results import atomic_write_bytes
 from .models import RESIDUAL_ARCHS, ModelConfig, VGGLike, build
+from .results import atomic_write_bytes
 from .runtime import cpu_budget, large_pages_in_new_processes, report, seed_everything, training_precision
 from .train import TrainConfig, train
 
@@ -69,24 +69,30 @@ def _registry() -> dict[str, Entry]:
                                        description=f"{what}, trained with random circular shifts of up to 4 px")
         entries[f"{name}_zeros"] = Entry(replace(model, padding="zeros"),
                                          description=f"{what}, zero padding, widths 16-32-64, no augmentation")
-    entries["resnet"] = Entry(RESNET, description="ResNet-like, 3 strided residual stages, circular padding, no augmentation")
+    entries["resnet"] = Entry(RESNET,
+                              description="ResNet-like, 3 strided residual stages, circular padding, no augmentation")
     aps = replace(VGG_MAX, downsample="maxaps")
-    entries["aps"] = Entry(aps, description="MaxPool's subsampling replaced by adaptive polyphase sampling, circular padding")
-    entries["aps_lpf3"] = Entry(replace(aps, filt_size=3), description="dense max, Tri-3 blur, then APS (APS-LPF), circular padding")
+    entries["aps"] = Entry(aps, description="MaxPool's subsampling replaced by adaptive polyphase sampling, "
+                                            "circular padding")
+    entries["aps_lpf3"] = Entry(replace(aps, filt_size=3),
+                                description="dense max, Tri-3 blur, then APS (APS-LPF), circular padding")
     entries["aps_zeros"] = Entry(replace(aps, padding="zeros"), description="dense max then APS, zero padding")
     # the paper profile's CIFAR-10 ResNet-18 (64-128-256-512 at its width_factor 4) with the follow-up papers' three
     # subsamplings, beside their published CIFAR-10 table (RESNET18_TABLE)
     resnet18 = ModelConfig(arch="resnet18", downsample="strided", padding="circular", widths=(16, 32, 64, 128))
     entries["resnet18"] = Entry(resnet18, description="ResNet-18, strided convolutions, circular padding")
     entries["resnet18_blur3"] = Entry(replace(resnet18, downsample="convblur", filt_size=3),
-                                      description="ResNet-18, Tri-3 blur before every subsampling (Zhang), circular padding")
+                                      description="ResNet-18, Tri-3 blur before every subsampling (Zhang), "
+                                                  "circular padding")
     entries["resnet18_aps"] = Entry(replace(resnet18, downsample="convaps"),
-                                    description="ResNet-18, APS in place of every subsampling (Chaman & Dokmanić), circular padding")
+                                    description="ResNet-18, APS in place of every subsampling (Chaman & Dokmanić), "
+                                                "circular padding")
     # Part IV, rotations: the MaxPool baseline trained with random rotations, and a C8-equivariant network
     # (33 px frames: odd, so rotations by 90° keep every sampling grid)
-    entries["baseline_rot"] = Entry(VGG_MAX, augment="rotate", description="MaxPool, circular padding, trained with random rotations")
+    entries["baseline_rot"] = Entry(VGG_MAX, augment="rotate",
+                                    description="MaxPool, circular padding, trained with random rotations")
     entries["c8"] = Entry(ModelConfig(arch="c8", downsample="avg", padding="zeros", widths=(2, 4, 8)), image_size=33,
-                          precision="fp32",     # e2cnn's basis expansion trains 1.5x slower in bfloat16
+                          precision="fp32",     # on a GPU too: e2cnn's basis expansion runs slower under bfloat16
                           description="C8-equivariant steerable CNN (e2cnn), 2-4-8 regular fields, upright training")
     entries.update(_canvas_registry())
     return entries
@@ -108,7 +114,8 @@ def _canvas_registry() -> dict[str, Entry]:
         "canvas_center": Entry(vgg_fc, canvas=Canvas(64, 14, 28, "center"),
                                description="VGG-like with a fully connected head, objects centred"),
         "canvas_gauss": Entry(vgg_fc, canvas=Canvas(64, 14, 28, "gauss", 3.0),
-                              description="VGG-like with a fully connected head, objects centred with Gaussian jitter (sigma 3 px)"),
+                              description="VGG-like with a fully connected head, objects centred with Gaussian jitter "
+                                          "(sigma 3 px)"),
         "canvas_uniform_fc": Entry(vgg_fc, canvas=anywhere,
                                    description="VGG-like with a fully connected head, objects of 14-28 px anywhere"),
         "canvas_fixed_size": Entry(vgg, canvas=Canvas(64, 28, 28, "uniform"),
@@ -122,19 +129,24 @@ def _canvas_registry() -> dict[str, Entry]:
         # centre (as canvas_gauss): plain, anti-aliased, and behind a spatial transformer; the plain one is also
         # chapter 3's control for the head (canvas_gauss with global pooling instead of the fully connected head)
         "canvas_gauss_gap": Entry(replace(vgg, padding="zeros"), canvas=Canvas(64, 14, 28, "gauss", 3.0),
-                                  description="VGG-like, global pooling, zero padding, objects centred with Gaussian jitter (sigma 3 px)"),
-        "canvas_gauss_aa": Entry(replace(vgg, padding="zeros", downsample="maxblur", filt_size=5), canvas=Canvas(64, 14, 28, "gauss", 3.0),
+                                  description="VGG-like, global pooling, zero padding, objects centred with Gaussian "
+                                              "jitter (sigma 3 px)"),
+        "canvas_gauss_aa": Entry(replace(vgg, padding="zeros", downsample="maxblur", filt_size=5),
+                                 canvas=Canvas(64, 14, 28, "gauss", 3.0),
                                  description="MaxBlurPool-5 VGG-like, zero padding, objects centred with jitter"),
         "canvas_gauss_stn": Entry(replace(vgg, padding="zeros", arch="stn"), canvas=Canvas(64, 14, 28, "gauss", 3.0),
-                                  description="spatial transformer (translation) + VGG-like, zero padding, objects centred with jitter"),
+                                  description="spatial transformer (translation) + VGG-like, zero padding, "
+                                              "objects centred with jitter"),
         # Part IV, sliding windows: no padding, so a dense pass equals the window loop exactly
         "canvas_vgg_valid": Entry(replace(vgg, padding="valid"), canvas=anywhere,
-                                  description="VGG-like without padding ('valid' convolutions), objects of 14-28 px anywhere"),
+                                  description="VGG-like without padding ('valid' convolutions), "
+                                              "objects of 14-28 px anywhere"),
     }
     widths = {1: (16,), 2: (16, 32), 4: (16, 32, 64, 64)}
     for stages, w in widths.items():
-        entries[f"canvas_vgg_s{stages}"] = Entry(replace(VGG_MAX, widths=w), canvas=anywhere,
-                                                 description=f"VGG-like with {stages} stride-2 stages, objects anywhere")
+        entries[f"canvas_vgg_s{stages}"] = Entry(
+            replace(VGG_MAX, widths=w), canvas=anywhere,
+            description=f"VGG-like with {stages} stride-2 stages, objects anywhere")
     return {name: replace(e, max_train=CANVAS_TRAIN) for name, e in entries.items()}
 
 
@@ -164,7 +176,8 @@ class CacheError(RuntimeError):
 
 USE_EVENT = "use"    # the events-log line of every model a chapter uses (not shown live; scripts/paper_estimate.py)
 TRAIN_EVENT = "train"   # the events-log lines of a model being trained (shown live; a chapter that trains runs cold)
-SCALABLE_ARCHS = ("vgg", "resnet", "resnet18", "stn")   # C8's widths count regular fields of 8 channels each: not scaled
+# C8's widths count regular fields of 8 channels each: not scaled
+SCALABLE_ARCHS = ("vgg", "resnet", "resnet18", "stn")
 
 
 def adapted(model: ModelConfig, dataset: str = "fashion_mnist", width_factor: int = 1,
@@ -213,9 +226,11 @@ def cache_key(config: dict) -> str:
 
 
 def save_checkpoint(path: Path, model: VGGLike, config: dict, history: list[dict]) -> None:
-    """Store weights (as bytes, with their SHA-256), config and history atomically."""
+    """Store weights (as bytes, with their SHA-256), config and history atomically. The weights are saved as a plain
+    dict of tensors (without the state dict's per-module metadata), so their SHA-256 names the tensors alone, not the
+    module structure that holds them."""
     buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
+    torch.save(dict(model.state_dict()), buf)
     weights = buf.getvalue()
     out = io.BytesIO()
     torch.save({"config": config, "history": history, "weights": weights,
@@ -224,7 +239,8 @@ def save_checkpoint(path: Path, model: VGGLike, config: dict, history: list[dict
 
 
 class Checkpoint(NamedTuple):
-    """A cached model (in eval mode), its training history, and the SHA-256 of its weights."""
+    """A cached model (in eval mode, accelerated: ``shiftlab.fast``), its training history, and the SHA-256 of its
+    weights."""
 
     model: VGGLike
     history: list[dict]
@@ -244,7 +260,7 @@ def load_checkpoint(path: Path, config: dict) -> Checkpoint:
         raise CacheError(f"{path} was written for another configuration or library version")
     model = build(ModelConfig(**config["model"]))
     model.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
-    return Checkpoint(model.eval(), blob["history"], digest)
+    return Checkpoint(fast.accelerate(model).eval(), blob["history"], digest)
 
 
 def model_path(cache_dir: str | Path, config: dict) -> Path:
@@ -303,7 +319,7 @@ def _train_to_cache(config: dict, path: str, device: str = "cpu", progress: bool
             split = load(config["data"]["dataset"], "train").subset(config["data"]["n_train"], tcfg.seed)
             x = split.as_float(None if tcfg.canvas else config["data"]["image_size"])
             seed_everything(tcfg.seed)
-            model = build(ModelConfig(**config["model"]))
+            model = fast.accelerate(build(ModelConfig(**config["model"])))
             label = f"{config['name']} seed {tcfg.seed}"
             report(f"{TRAIN_EVENT} {label}: {tcfg.epochs} epochs x {len(x)} images")
             history = train(model, x, split.labels, tcfg, device=device, progress=progress, desc=label,

@@ -1,38 +1,11 @@
-"""Compiled CPU kernels, built on first use by torch's C++ extension loader (needs a C++ compiler and ninja),
-with torch's own ops as the fallback: the same function, slower.
+"""The compiled CPU ops (csrc/), built on first use by torch's C++ extension loader (a C++ compiler and ninja; OpenMP
+where the compiler has it), with torch's own ops as the fallback: the same functions within float rounding.
 
-dense_max is Max_{2,1}, the 2x2 max at stride 1 inside MaxBlurPool and APS: torch's max_pool2d(x, 2, 1) stores
-an int64 index per output and scatters its gradient; csrc/dense_max.cpp keeps one byte per output and gathers.
-Values and float32 gradients equal max_pool2d's bit for bit (tests/test_kernels.py).
-
-bn_relu is ReLU . BN, optionally followed by MaxPool_{2,2}, as one op; in training mode torch runs three or four, each
-a pass over the map writing a full-size result (normalised map, ReLU, int64 pool indices, zero-filled gradients);
-csrc/bn_relu.cpp writes only the output and recomputes the ReLU mask and the pool's winners in the backward. In
-inference (running statistics, no gradient recorded, float32) it is one pass where torch's ops take three. The same
-function as torch's ops within float rounding (the statistics are summed in another order), tested.
-
-maxblur is MaxBlurPool, Subsample_s . Blur_m . Max_{2,1}, with circular padding or the replicate / reflect padding of
-the other networks, one image at a time in cache-sized buffers (csrc/maxblur.cpp): the input read once, only the
-output and (in training, for the backward) a byte per pixel written, instead of a float32 copy, padded copies, the
-dense max and the blur convolution each passing over the map. At stride 1 it is the dense max and blur before
-APS-LPF's phase choice. The same function as the unfused layer within float rounding (the blur's sums run in another
-order), tested.
-
-aps is adaptive polyphase sampling with the l2 norm (csrc/aps.cpp): one pass sums each pixel's squared channels into its
-phase's norm, a second copies the winner out; torch's ops take five passes, and a zero-filled map and an index_put in
-the backward. The torch path's choice within rounding: both sum each pixel in float32 and the pixels in float64, in
-different orders, so two phases whose norms tie to the last bit may resolve differently (exact invariance to circular
-shifts holds for each path, tested).
-
-stem_conv is the first convolution of every network here: one input channel, stride 1, no bias, on an input already
-padded (csrc/stem_conv.cpp): each output pixel's kh * kw taps times a row of C weights, and the weight's gradient
-summed over the batch; oneDNN runs it as a general convolution at a tenth of this CPU's matmul rate. The same function
-as F.conv2d within float rounding (the taps are summed in another order), tested. In training, stem_bn_relu runs the
-whole first block (the stem conv, bn_relu and the pool) as one op that never stores the conv's output, the largest map
-of the network: each pass recomputes it from the one-channel input (csrc/bn_relu.cpp). Networks take it under
-bfloat16 autocast only: in float32 on an AVX2 CPU the recomputation cost more than it saved (models.ConvBNReLU).
-
-$SHIFTLAB_KERNELS=off uses torch's ops only.
+dense_max: Max_{2,1}, one byte per output for the backward instead of an int64 index. bn_relu: ReLU . BN
+[. MaxPool_{2,2}] in one pass, the ReLU mask and pool winners recomputed in the backward. maxblur: Subsample_s .
+Blur_m . Max_{2,1} one image at a time in cache-sized buffers. aps: adaptive polyphase sampling with the l2 norm in
+two passes. stem_conv: the one-channel first convolution; stem_bn_relu: the whole first block without storing the
+conv's output. What each saves is measured by `make bench`.
 """
 from __future__ import annotations
 
@@ -49,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import runtime
+from .. import runtime
 
-KERNELS_ENV = "SHIFTLAB_KERNELS"
+FAST_ENV = "SHIFTLAB_FAST"
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = [CSRC / name for name in ("dense_max.cpp", "bn_relu.cpp", "maxblur.cpp", "aps.cpp", "stem_conv.cpp")]
 FUSED_DTYPES = (torch.float32, torch.bfloat16)   # the maps bn_relu, maxblur, aps and the stem compile for
@@ -63,38 +36,63 @@ def _cpu_signature() -> str:
     return runtime.cpu_description() or platform.processor() or platform.machine()
 
 
-def extension_name() -> str:
-    """The extension's name: unique to its source, torch's version and this CPU, so no build is reused elsewhere."""
+def extension_name(openmp: bool) -> str:
+    """The extension's name: unique to its source, torch's version, this CPU and the OpenMP flag, so no build is
+    reused elsewhere."""
     sources = b"".join(path.read_bytes() for path in sorted(CSRC.iterdir()) if path.suffix in (".cpp", ".h"))
-    digest = hashlib.sha256(sources + torch.__version__.encode() + _cpu_signature().encode())
+    digest = hashlib.sha256(sources + torch.__version__.encode() + _cpu_signature().encode() + bytes([openmp]))
     return f"shiftlab_kernels_{digest.hexdigest()[:12]}"
 
 
-def _wanted() -> bool:
-    value = os.environ.get(KERNELS_ENV, "on")
+def enabled() -> bool:
+    """The accelerator's switch: $SHIFTLAB_FAST, 'on' (default) or 'off'."""
+    value = os.environ.get(FAST_ENV, "on")
     if value not in ("on", "off"):
-        raise ValueError(f"${KERNELS_ENV}={value!r} is invalid; valid: on, off")
+        raise ValueError(f"${FAST_ENV}={value!r} is invalid; valid: on, off")
     return value == "on"
+
+
+def _build(openmp: bool) -> None:
+    from torch.utils.cpp_extension import load
+
+    flags = ["-O3", "-march=native"] + (["-fopenmp"] if openmp else [])
+    load(name=extension_name(openmp), sources=[str(path) for path in SOURCES], extra_cflags=flags,
+         extra_ldflags=["-fopenmp"] if openmp else [], is_python_module=False, verbose=False)
 
 
 @functools.cache
 def compiled() -> bool:
-    """Whether the compiled kernels are in use: built (or loaded from torch's extension cache) now, or False, with a
-    warning naming what is missing, when they cannot be built."""
-    if not _wanted():
+    """Whether the compiled ops are in use: built with OpenMP (at::parallel_for on torch's threads), else without it
+    (single-threaded, with a warning), or False, with a warning naming what is missing, when they cannot be built or
+    the accelerator is switched off."""
+    if not enabled():
         return False
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)   # "No CUDA runtime is found": irrelevant here
+    # the loader's "No CUDA runtime is found" concerns CUDA builds, not these CPU ones
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     try:
-        from torch.utils.cpp_extension import load
-        load(name=extension_name(), sources=[str(path) for path in SOURCES], extra_cflags=["-O3", "-march=native"],
-             is_python_module=False, verbose=False)
+        _build(openmp=True)
+        return True
+    except Exception:   # a compiler without OpenMP: build single-threaded
+        pass
+    try:
+        _build(openmp=False)
+        warnings.warn("shiftlab's CPU kernels were built without OpenMP (the compiler has no -fopenmp): they run on "
+                      "one thread", stacklevel=2)
         return True
     except Exception as err:   # no compiler, no ninja, a failed build: fall back, loudly
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         warnings.warn(f"shiftlab's CPU kernels could not be built ({type(err).__name__}: {first}); using torch's "
                       f"ops instead (the same function, slower). They need a C++ compiler and the ninja package; "
-                      f"set ${KERNELS_ENV}=off to skip them.", stacklevel=2)
+                      f"set ${FAST_ENV}=off to skip them.", stacklevel=2)
         return False
+
+
+def parallel_threads(n: int = 64) -> int:
+    """How many distinct threads at::parallel_for used for n items of work in the compiled extension (1 when it was
+    built without OpenMP or torch has one thread); 0 when the kernels are not built."""
+    if not compiled():
+        return 0
+    return int(torch.ops.shiftlab_kernels.parallel_threads(n))
 
 
 class _DenseMax(torch.autograd.Function):
@@ -119,7 +117,8 @@ def _runs_compiled(x: torch.Tensor, dtypes: tuple[torch.dtype, ...] | None = Non
 
 @contextmanager
 def torch_ops_only():
-    """Within this block dense_max, bn_relu, MaxBlurPool, APS and the stem convolution run torch's ops (side by side)."""
+    """Within this block dense_max, bn_relu, MaxBlurPool, APS and the stem convolution run torch's ops (to compare
+    both side by side)."""
     global _torch_only
     before, _torch_only = _torch_only, True
     try:
@@ -159,7 +158,8 @@ def _bn_relu_takes(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool, dtypes: tupl
 
 
 def _fusable(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool) -> bool:
-    """Whether the compiled op computes bn_relu(x, bn, pool) in training: batch statistics on a float32 / bfloat16 map."""
+    """Whether the compiled op computes bn_relu(x, bn, pool) in training: batch statistics on a float32 / bfloat16
+    map."""
     return bn.training and bn.track_running_stats and _bn_relu_takes(x, bn, pool, FUSED_DTYPES)
 
 
@@ -183,7 +183,8 @@ def bn_relu(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool = False) -> torch.Te
     """ReLU(bn(x)), pooled: MaxPool_{2,2}(ReLU(bn(x))); on the CPU one compiled op (training: batch statistics;
     inference: running statistics), else torch's."""
     if _fusable_in_inference(x, bn, pool):
-        return torch.ops.shiftlab_kernels.bn_relu_eval(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps, pool)
+        return torch.ops.shiftlab_kernels.bn_relu_eval(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps,
+                                                       pool)
     if not _fusable(x, bn, pool):
         y = F.relu(nn.BatchNorm2d.forward(bn, x))   # bn's own forward may be this function
         return F.max_pool2d(y, 2) if pool else y
@@ -279,7 +280,8 @@ def stem_conv_applies(conv: nn.Conv2d, x: torch.Tensor) -> bool:
 
 
 def _as_autocast_would(x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Under bfloat16 autocast, the input and the float32 weights rounded to bfloat16 as autocast's conv2d rounds them."""
+    """Under bfloat16 autocast, the input and the float32 weights rounded to bfloat16 as autocast's conv2d rounds
+    them."""
     if torch.is_autocast_enabled(x.device.type):
         return x.to(torch.bfloat16), weight.to(torch.bfloat16).float()
     return x, weight

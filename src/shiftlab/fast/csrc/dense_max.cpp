@@ -3,9 +3,11 @@
 // torch's max_pool2d(x, 2, 1) writes an int64 index per output and scatters its gradient through them; here
 // the forward keeps one byte per output (which of the four window pixels won) and the backward gathers, for
 // every input pixel, the gradients of the (up to four) windows it won: both loops are branch-free selects, which
-// the compiler vectorises (built with -march=native, kernels.py). Values and the float32 gradient equal max_pool2d's bit for bit: the first of equal
-// values wins (NaN wins), and each input pixel sums its gradients in the outputs' row-major order.
+// the compiler vectorises (built with -march=native, ops.py). Values and the float32 gradient equal max_pool2d's bit
+// for bit: the first of equal values wins (NaN wins), and each input pixel sums its gradients in the outputs'
+// row-major order.
 #include <ATen/ATen.h>
+#include <algorithm>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -102,11 +104,22 @@ at::Tensor dense_max_backward(const at::Tensor& grad, const at::Tensor& code) {
   return gx.permute({0, 3, 1, 2});
 }
 
+// How many distinct threads at::parallel_for runs n items of work on, as the kernels split theirs (grain 1): 1 when
+// the extension was built without OpenMP, whatever torch's thread count.
+int64_t parallel_threads(int64_t n) {
+  std::vector<uint8_t> seen(std::max(at::get_num_threads(), 1), 0);
+  at::parallel_for(0, n, 1, [&](int64_t, int64_t) { seen[at::get_thread_num()] = 1; });
+  int64_t count = 0;
+  for (uint8_t s : seen) count += s;
+  return count;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(shiftlab_kernels, m) {
   m.def("dense_max_forward(Tensor x) -> (Tensor, Tensor)");
   m.def("dense_max_backward(Tensor grad, Tensor code) -> Tensor");
+  m.def("parallel_threads(int n) -> int", &parallel_threads);
 }
 
 TORCH_LIBRARY_IMPL(shiftlab_kernels, CPU, m) {

@@ -1,13 +1,12 @@
 // The first convolution of every network here: one input channel (a grey image), stride 1, no bias, on an input
 // already padded; forward and the weight's gradient, on CPU maps, the output channels-last.
 //
-// oneDNN runs a one-channel convolution as a general one and reaches a tenth of this CPU's matmul rate on it (the
-// canvas networks spent 15 % of a training step there). Here each output pixel is a sum of kh * kw input pixels
+// oneDNN runs a one-channel convolution as a general one. Here each output pixel is a sum of kh * kw input pixels
 // times a row of C weights, the loop over C innermost (C a compile-time constant 16, 32 or 64, so it vectorises;
 // any other C takes the generic loop); the weight's gradient sums the same products over the batch in float per
 // fixed chunk of rows and in double across chunks, in order, so every result is the same for any thread count. The
 // input's gradient is not computed: the layer calls this only on an input that needs none (a batch of images; the
-// spatial transformer's resampled input takes torch's path, kernels.stem_conv_applies).
+// spatial transformer's resampled input takes torch's path, ops.stem_conv_applies).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

@@ -1,5 +1,6 @@
-"""The compiled kernels equal torch's ops: the dense max (Max_{2,1}) is max_pool2d(x, 2, 1) (values, ties, NaN and
-gradients); the fused ReLU . BN [. MaxPool_{2,2}] is BatchNorm2d, ReLU and max_pool2d in training mode (outputs,
+"""The accelerator (shiftlab.fast) computes what the plain layers compute. Its compiled ops equal torch's ops: the
+dense max (Max_{2,1}) is max_pool2d(x, 2, 1) (values, ties, NaN and gradients); the fused ReLU . BN
+[. MaxPool_{2,2}] is BatchNorm2d, ReLU and max_pool2d in training mode (outputs,
 gradients and running statistics); the fused MaxBlurPool is the dense max, the padding (circular, or replicate and
 reflect) and the blur convolution (outputs and gradients); the stem convolution is conv2d with one input channel
 (outputs and the weight's gradient)."""
@@ -11,7 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from shiftlab import kernels, layers
+from shiftlab import fast, layers, models
+from shiftlab.fast import modules, ops
 
 needs_compiler = pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
                                     reason="no C++ compiler: the kernels cannot be built here")
@@ -19,10 +21,10 @@ needs_compiler = pytest.mark.skipif(shutil.which("c++") is None and shutil.which
 
 @pytest.fixture
 def fresh(monkeypatch):
-    """kernels.compiled() re-evaluated under this test's environment, and again afterwards."""
-    kernels.compiled.cache_clear()
+    """ops.compiled() re-evaluated under this test's environment, and again afterwards."""
+    ops.compiled.cache_clear()
     yield monkeypatch
-    kernels.compiled.cache_clear()
+    ops.compiled.cache_clear()
 
 
 def _maps(dtype, channels_last, seed=0):
@@ -34,7 +36,7 @@ def _maps(dtype, channels_last, seed=0):
 
 @needs_compiler
 def test_the_kernels_build_on_a_machine_with_a_compiler():
-    assert kernels.compiled()
+    assert ops.compiled()
 
 
 @needs_compiler
@@ -42,7 +44,7 @@ def test_the_kernels_build_on_a_machine_with_a_compiler():
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_dense_max_equals_max_pool2d_with_ties(dtype, channels_last):
     x = _maps(dtype, channels_last).requires_grad_()
-    ours, torchs = kernels.dense_max(x), F.max_pool2d(x, 2, 1)
+    ours, torchs = ops.dense_max(x), F.max_pool2d(x, 2, 1)
     assert ours.dtype == dtype and ours.shape == torchs.shape == (3, 5, 8, 11)
     assert torch.equal(ours, torchs)
     weights = torch.randn(ours.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
@@ -58,7 +60,7 @@ def test_dense_max_equals_max_pool2d_with_ties(dtype, channels_last):
 def test_dense_max_lets_nan_win_as_max_pool2d_does():
     x = torch.rand(1, 2, 4, 4)
     x[0, 1, 2, 2] = float("nan")
-    assert torch.allclose(kernels.dense_max(x), F.max_pool2d(x, 2, 1), rtol=0, atol=0, equal_nan=True)
+    assert torch.allclose(ops.dense_max(x), F.max_pool2d(x, 2, 1), rtol=0, atol=0, equal_nan=True)
 
 
 @needs_compiler
@@ -67,12 +69,12 @@ def test_maxblurpool_and_aps_are_unchanged_by_the_kernels(fresh, pad_mode):
     x = torch.relu(torch.randn(4, 6, 8, 8, generator=torch.Generator().manual_seed(2))).requires_grad_()
     outs = {}
     for setting in ("on", "off"):
-        fresh.setenv(kernels.KERNELS_ENV, setting)
-        kernels.compiled.cache_clear()
-        assert kernels.compiled() == (setting == "on")
-        y = torch.cat([layers.MaxBlurPool(6, 3, pad_mode=pad_mode)(x).flatten(1),
-                       layers.MaxApsPool(6, 1, pad_mode=pad_mode)(x).flatten(1),
-                       layers.MaxApsPool(6, 3, pad_mode=pad_mode)(x).flatten(1)], 1)
+        fresh.setenv(ops.FAST_ENV, setting)
+        ops.compiled.cache_clear()
+        assert ops.compiled() == (setting == "on")
+        y = torch.cat([fast.accelerate(layers.MaxBlurPool(6, 3, pad_mode=pad_mode))(x).flatten(1),
+                       fast.accelerate(layers.MaxApsPool(6, 1, pad_mode=pad_mode))(x).flatten(1),
+                       fast.accelerate(layers.MaxApsPool(6, 3, pad_mode=pad_mode))(x).flatten(1)], 1)
         outs[setting] = (y, torch.autograd.grad(y.square().sum(), x)[0])
     exact = pad_mode == "zeros"   # circular and reflect MaxBlurPool run fused: the blur sums in another order
     check = torch.equal if exact else lambda a, b: torch.allclose(a, b, rtol=1e-6, atol=1e-6)
@@ -82,18 +84,18 @@ def test_maxblurpool_and_aps_are_unchanged_by_the_kernels(fresh, pad_mode):
 def test_a_failed_build_warns_and_falls_back(fresh):
     def no_compiler(**_):
         raise RuntimeError("Ninja is required to load C++ extensions")
-    fresh.setenv(kernels.KERNELS_ENV, "on")
+    fresh.setenv(ops.FAST_ENV, "on")
     fresh.setattr("torch.utils.cpp_extension.load", no_compiler)
     with pytest.warns(UserWarning, match="could not be built .*Ninja is required.*the same function, slower"):
-        assert not kernels.compiled()
+        assert not ops.compiled()
     x = torch.rand(2, 3, 5, 5)
-    assert torch.equal(kernels.dense_max(x), F.max_pool2d(x, 2, 1))
+    assert torch.equal(ops.dense_max(x), F.max_pool2d(x, 2, 1))
 
 
 def test_a_bad_kernels_setting_names_the_valid_ones(fresh):
-    fresh.setenv(kernels.KERNELS_ENV, "yes")
+    fresh.setenv(ops.FAST_ENV, "yes")
     with pytest.raises(ValueError, match="valid: on, off"):
-        kernels.compiled()
+        ops.compiled()
 
 
 def _bn_case(shape, dtype, seed=0):
@@ -110,7 +112,7 @@ def _bn_case(shape, dtype, seed=0):
 def _run(x, bn, pool, grad_seed=1):
     """bn_relu's output, the gradients of a random projection of it, and bn's running statistics after it."""
     x = x.clone().requires_grad_()
-    y = kernels.bn_relu(x, bn, pool)
+    y = ops.bn_relu(x, bn, pool)
     weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(grad_seed)).to(y.dtype)
     grads = torch.autograd.grad((y * weights).sum(), [x, bn.weight, bn.bias])
     return y, grads, (bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
@@ -124,14 +126,14 @@ def test_fused_bn_relu_is_torchs_batchnorm_relu_and_maxpool(fresh, dtype, tol, s
     x, bn = _bn_case(shape, dtype)
     reference = copy.deepcopy(bn)
     ours = _run(x, bn.train(), pool)
-    with kernels.torch_ops_only():
+    with ops.torch_ops_only():
         torchs = _run(x, reference.train(), pool)
     y, grads, stats = ours
     assert y.dtype == dtype and y.shape == torchs[0].shape and y.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(y.float(), torchs[0].float(), rtol=tol, atol=tol)
-    for got, want in zip(grads, torchs[1]):
+    for got, want in zip(grads, torchs[1], strict=True):
         assert got.dtype == want.dtype and torch.allclose(got.float(), want.float(), rtol=tol, atol=tol * 10)
-    for got, want in zip(stats, torchs[2]):
+    for got, want in zip(stats, torchs[2], strict=True):
         assert torch.allclose(got.float(), want.float(), rtol=1e-5, atol=1e-6)
 
 
@@ -143,11 +145,12 @@ def test_fused_bn_relu_gives_the_same_numbers_for_any_thread_count():
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
+            assert ops.parallel_threads() == threads, "at::parallel_for did not use torch's threads (OpenMP build?)"
             y, grads, _ = _run(x, copy.deepcopy(bn).train(), True)
         finally:
             torch.set_num_threads(before)
         runs.append((y, *grads))
-    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
 
 
 def _with_running_statistics(bn, seed=2):
@@ -164,9 +167,9 @@ def test_bn_relu_in_inference_is_torchs_eval_batchnorm_relu_and_maxpool(fresh, s
     x, bn = _bn_case(shape, torch.float32)
     x, bn = x.contiguous(), _with_running_statistics(bn)
     with torch.inference_mode():
-        ours = kernels.bn_relu(x, bn, pool)
-        with kernels.torch_ops_only():
-            torchs = kernels.bn_relu(x, bn, pool)
+        ours = ops.bn_relu(x, bn, pool)
+        with ops.torch_ops_only():
+            torchs = ops.bn_relu(x, bn, pool)
     if pool and shape[2] % 2:   # odd height: the kernel does not apply
         assert torch.equal(ours, torchs)
         return
@@ -177,12 +180,12 @@ def test_bn_relu_in_inference_is_torchs_eval_batchnorm_relu_and_maxpool(fresh, s
 def test_bn_relu_is_torchs_ops_where_the_kernel_does_not_apply():
     x, bn = _bn_case((4, 6, 5, 7), torch.float32)   # odd height and width: the pooled kernel does not apply
     bn.train()
-    pooled = kernels.bn_relu(x, copy.deepcopy(bn), pool=True)
+    pooled = ops.bn_relu(x, copy.deepcopy(bn), pool=True)
     assert torch.equal(pooled, F.max_pool2d(F.relu(torch.nn.BatchNorm2d.forward(copy.deepcopy(bn), x)), 2))
     bn = _with_running_statistics(bn)   # eval mode while gradients are recorded, and under autocast: torch's ops
-    assert torch.equal(kernels.bn_relu(x, bn), F.relu(torch.nn.BatchNorm2d.forward(bn, x)))
+    assert torch.equal(ops.bn_relu(x, bn), F.relu(torch.nn.BatchNorm2d.forward(bn, x)))
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        assert torch.equal(kernels.bn_relu(x, bn), F.relu(torch.nn.BatchNorm2d.forward(bn, x)))
+        assert torch.equal(ops.bn_relu(x, bn), F.relu(torch.nn.BatchNorm2d.forward(bn, x)))
 
 
 @needs_compiler
@@ -190,8 +193,8 @@ def test_bn_relu_is_torchs_ops_where_the_kernel_does_not_apply():
 def test_a_trained_network_predicts_the_same_in_inference_with_the_fused_layers(downsample):
     from shiftlab import metrics, models
     torch.manual_seed(0)
-    net = models.build(models.ModelConfig(arch="resnet" if downsample == "strided" else "vgg", downsample=downsample,
-                                          padding="circular"))
+    net = fast.accelerate(models.build(models.ModelConfig(arch="resnet" if downsample == "strided" else "vgg",
+                                                          downsample=downsample, padding="circular")))
     x = torch.randn(64, 1, 32, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         for _ in range(3):   # running statistics away from their initial values
@@ -202,7 +205,7 @@ def test_a_trained_network_predicts_the_same_in_inference_with_the_fused_layers(
                    lambda *a, op=torch.ops.shiftlab_kernels.bn_relu_eval: calls.append(1) or op(*a), raising=False)
         ours = metrics.predict_logits(net, x)
     assert calls   # the fused inference path ran
-    with kernels.torch_ops_only():
+    with ops.torch_ops_only():
         torchs = metrics.predict_logits(net, x)
     assert torch.allclose(ours, torchs, rtol=1e-5, atol=1e-5) and torch.equal(ours.argmax(1), torchs.argmax(1))
 
@@ -212,21 +215,21 @@ def test_a_trained_network_predicts_the_same_in_inference_with_the_fused_layers(
 def test_a_network_computes_the_same_function_and_gradients_with_the_fused_layers(downsample):
     from shiftlab import models
     torch.manual_seed(0)
-    net = models.build(models.ModelConfig(arch="resnet" if downsample == "strided" else "vgg", downsample=downsample,
-                                          padding="circular")).train()
+    net = fast.accelerate(models.build(models.ModelConfig(arch="resnet" if downsample == "strided" else "vgg",
+                                                          downsample=downsample, padding="circular"))).train()
     start = copy.deepcopy(net.state_dict())
     x = torch.randn(8, 1, 32, 32, generator=torch.Generator().manual_seed(3))
     results = []
     for torch_only in (False, True):
         net.load_state_dict(start)
-        with kernels.torch_ops_only() if torch_only else contextlib.nullcontext():
+        with ops.torch_ops_only() if torch_only else contextlib.nullcontext():
             y = net(x)
             grads = torch.autograd.grad(y.square().sum(), list(net.parameters()))
         results.append((y, grads, [t.clone() for t in net.state_dict().values()]))
     (y1, g1, s1), (y2, g2, s2) = results
     assert torch.allclose(y1, y2, atol=1e-5)
-    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-4) for a, b in zip(g1, g2))
-    assert all(torch.allclose(a.float(), b.float(), atol=1e-6) for a, b in zip(s1, s2))
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-4) for a, b in zip(g1, g2, strict=True))
+    assert all(torch.allclose(a.float(), b.float(), atol=1e-6) for a, b in zip(s1, s2, strict=True))
 
 
 @needs_compiler
@@ -236,13 +239,13 @@ def test_a_network_computes_the_same_function_and_gradients_with_the_fused_layer
 @pytest.mark.parametrize("pad_mode", ["circular", "reflect"])
 @pytest.mark.parametrize("stride", [2, 1])
 def test_fused_maxblurpool_is_the_dense_max_then_the_blur(dtype, shape, filt_size, pad_mode, stride):
-    pool = layers.MaxBlurPool(shape[1], filt_size, stride, pad_mode=pad_mode)
+    pool = fast.accelerate(layers.MaxBlurPool(shape[1], filt_size, stride, pad_mode=pad_mode))
     g = torch.Generator().manual_seed(filt_size)
     x = torch.randn(shape, generator=g).mul(2).round().div(2).to(dtype)   # halves: many ties
     x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
     with torch.autocast("cpu", torch.bfloat16, enabled=dtype == torch.bfloat16):
         if pad_mode == "reflect" and filt_size // 2 >= min(shape[-2:]):   # torch's reflect pad refuses it too
-            assert not kernels.fused_maxblur_applies(x, filt_size, False)
+            assert not ops.fused_maxblur_applies(x, filt_size, False)
             return
         ours = pool(x)
         assert type(ours.grad_fn).__name__ == "_MaxBlurBackward"   # the compiled op ran
@@ -266,16 +269,16 @@ def test_fused_maxblurpool_is_the_dense_max_then_the_blur(dtype, shape, filt_siz
 @pytest.mark.parametrize("stride", [2, 3])
 def test_fused_aps_keeps_the_phase_and_gradients_of_torchs_ops(dtype, shape, stride):
     if shape[2] % stride or shape[3] % stride:
-        assert not kernels.fused_aps_applies(torch.zeros(shape), stride, "l2")
+        assert not ops.fused_aps_applies(torch.zeros(shape), stride, "l2")
         return
     g = torch.Generator().manual_seed(stride)
     z = torch.relu(torch.randn(shape, generator=g)).to(dtype)
     z[0] = 0   # an all-black map: every phase ties, the first wins
     z = z.contiguous(memory_format=torch.channels_last).requires_grad_()
-    pool = layers.ApsPool(shape[1], 1, stride)
-    assert kernels.fused_aps_applies(z, stride, "l2")
+    pool = fast.accelerate(layers.ApsPool(shape[1], 1, stride))
+    assert ops.fused_aps_applies(z, stride, "l2")
     ours, phase = pool.subsample(z)
-    with kernels.torch_ops_only():
+    with ops.torch_ops_only():
         theirs, their_phase = pool.subsample(z)
     assert phase[0] == 0 and torch.equal(phase, their_phase)
     assert ours.dtype == dtype and torch.equal(ours, theirs) and ours.is_contiguous(memory_format=torch.channels_last)
@@ -297,7 +300,7 @@ def test_fused_aps_keeps_the_phase_and_gradients_of_torchs_ops(dtype, shape, str
 def test_maxblur_backward_gives_zero_to_pixels_no_output_reads():
     """A blur shorter than the stride (taps [1], stride 3) reads the dense max at one pixel in three, whose window
     covers pixels 3k and 3k + 1: pixels 3k + 2 get zero gradient."""
-    kernels.compiled()
+    ops.compiled()
     x = torch.randn(2, 16, 9, 9).contiguous(memory_format=torch.channels_last)
     y, code = torch.ops.shiftlab_kernels.maxblur_forward(x, torch.ones(1), 3, True, True)
     dx = torch.ops.shiftlab_kernels.maxblur_backward(torch.ones_like(y), code, torch.ones(1), 3, True, torch.float32)
@@ -310,12 +313,12 @@ def test_maxblur_backward_gives_zero_to_pixels_no_output_reads():
 def test_the_fused_layers_refuse_what_the_unfused_ones_treat_differently():
     tiny = torch.rand(1, 4, 2, 2)
     with pytest.raises(ValueError, match="wraps more than once"):   # a circular blur wider than the map, either way
-        layers.MaxApsPool(4, 7, pad_mode="circular")(tiny)
-    assert layers.ApsPool(3)(torch.zeros(0, 3, 4, 4)).shape == (0, 3, 2, 2)   # an empty batch
-    assert not kernels.fused_maxblur_applies(torch.rand(1, 4, 8, 8).bfloat16(), 3, True)   # bf16 only under autocast
+        fast.accelerate(layers.MaxApsPool(4, 7, pad_mode="circular"))(tiny)
+    assert fast.accelerate(layers.ApsPool(3))(torch.zeros(0, 3, 4, 4)).shape == (0, 3, 2, 2)   # an empty batch
+    assert not ops.fused_maxblur_applies(torch.rand(1, 4, 8, 8).bfloat16(), 3, True)   # bf16 only under autocast
     z = torch.zeros(1, 1, 2, 2)
     z[0, 0, 0, 1] = float("nan")   # a NaN norm wins, as in torch's argmax
-    assert layers.ApsPool(1).subsample(z)[1].item() == 1
+    assert fast.accelerate(layers.ApsPool(1)).subsample(z)[1].item() == 1
 
 
 def _stem_run(conv, x, autocast):
@@ -335,12 +338,12 @@ def _stem_run(conv, x, autocast):
 def test_stem_conv_is_torchs_one_channel_convolution(fresh, autocast, tol, pad_mode, channels, kernel):
     torch.manual_seed(0)
     valid = pad_mode == "valid"
-    conv = layers.Conv2d(1, channels, kernel, padding=0 if valid else kernel // 2,
+    conv = modules.FastConv2d(1, channels, kernel, padding=0 if valid else kernel // 2,
                          padding_mode="zeros" if valid else pad_mode, bias=False)
     x = torch.randn(6, 1, 11, 13, generator=torch.Generator().manual_seed(1))
-    assert kernels.stem_conv_applies(conv, x)
+    assert ops.stem_conv_applies(conv, x)
     y, dw = _stem_run(conv, x, autocast)
-    with kernels.torch_ops_only():
+    with ops.torch_ops_only():
         y_ref, dw_ref = _stem_run(conv, x, autocast)
     assert y.dtype == y_ref.dtype and y.shape == y_ref.shape and y.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(y.float(), y_ref.float(), rtol=tol, atol=tol)
@@ -350,14 +353,15 @@ def test_stem_conv_is_torchs_one_channel_convolution(fresh, autocast, tol, pad_m
 @needs_compiler
 def test_stem_conv_gives_the_same_numbers_for_any_thread_count():
     torch.manual_seed(0)
-    conv = layers.Conv2d(1, 16, 3, padding=1, padding_mode="circular", bias=False)
+    conv = modules.FastConv2d(1, 16, 3, padding=1, padding_mode="circular", bias=False)
     x = torch.randn(32, 1, 20, 20, generator=torch.Generator().manual_seed(2))
-    assert kernels.stem_conv_applies(conv, x)
+    assert ops.stem_conv_applies(conv, x)
     runs = []
     for threads in (1, 2):
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
+            assert ops.parallel_threads() == threads, "at::parallel_for did not use torch's threads (OpenMP build?)"
             runs.append(_stem_run(conv, x, autocast=True))
         finally:
             torch.set_num_threads(before)
@@ -366,16 +370,25 @@ def test_stem_conv_gives_the_same_numbers_for_any_thread_count():
 
 def test_stem_conv_is_left_to_torch_where_it_does_not_apply():
     x = torch.randn(2, 1, 8, 8)
-    conv = layers.Conv2d(1, 16, 3, padding=1, bias=False)
-    assert not kernels.stem_conv_applies(conv, x.clone().requires_grad_())          # the input's gradient is torch's
-    assert not kernels.stem_conv_applies(layers.Conv2d(1, 16, 3, padding=1), x)     # a bias
-    assert not kernels.stem_conv_applies(layers.Conv2d(1, 16, 3, stride=2, bias=False), x)
-    assert not kernels.stem_conv_applies(layers.Conv2d(2, 16, 3, bias=False), x.repeat(1, 2, 1, 1))
+    conv = modules.FastConv2d(1, 16, 3, padding=1, bias=False)
+    assert not ops.stem_conv_applies(conv, x.clone().requires_grad_())          # the input's gradient is torch's
+    assert not ops.stem_conv_applies(modules.FastConv2d(1, 16, 3, padding=1), x)     # a bias
+    assert not ops.stem_conv_applies(modules.FastConv2d(1, 16, 3, stride=2, bias=False), x)
+    assert not ops.stem_conv_applies(modules.FastConv2d(2, 16, 3, bias=False), x.repeat(1, 2, 1, 1))
     with torch.autocast("cpu", dtype=torch.float16):
-        assert not kernels.stem_conv_applies(conv, x)
+        assert not ops.stem_conv_applies(conv, x)
     x_grad = x.clone().requires_grad_()
     conv(x_grad).sum().backward()
     assert x_grad.grad is not None and conv.weight.grad is not None
+
+
+def _fast_block(cin: int, cout: int, padding: str) -> modules.FastConvBNReLU:
+    return fast.accelerate(models.ConvBNReLU(cin, cout, padding))
+
+
+def _conv_bn(block):
+    """A ConvBNReLU's conv and BatchNorm."""
+    return block[0], block[1]
 
 
 def _first_block_run(block, x, pool, autocast, fused=False):
@@ -383,10 +396,11 @@ def _first_block_run(block, x, pool, autocast, fused=False):
     the gradients of sum(y * probe) for its parameters, and BN's running statistics afterwards."""
     block.zero_grad()
     with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
-        y = kernels.stem_bn_relu(block[0].padded(x), block[0].weight, block[1], pool) if fused else block(x, pool=pool)
+        y = ops.stem_bn_relu(block[0].padded(x), block[0].weight, block[1], pool) if fused else block(x, pool=pool)
     probe = torch.randn(y.shape, generator=torch.Generator().manual_seed(5))
     (y.float() * probe).sum().backward()
-    return y, [p.grad.clone() for p in block.parameters()], [block[1].running_mean.clone(), block[1].running_var.clone()]
+    stats = [block[1].running_mean.clone(), block[1].running_var.clone()]
+    return y, [p.grad.clone() for p in block.parameters()], stats
 
 
 @needs_compiler
@@ -394,50 +408,48 @@ def _first_block_run(block, x, pool, autocast, fused=False):
 @pytest.mark.parametrize("pool", [True, False])
 @pytest.mark.parametrize("pad_mode,channels", [("circular", 16), ("zeros", 32), ("reflect", 64), ("valid", 16)])
 def test_the_fused_first_block_is_conv_then_bn_relu_and_pool(fresh, autocast, tol, pool, pad_mode, channels):
-    from shiftlab import models
     torch.manual_seed(0)
-    block = models.ConvBNReLU(1, channels, pad_mode).train()
+    block = _fast_block(1, channels, pad_mode).train()
     with torch.no_grad():
         block[0].weight.mul_(4).round_().div_(4)     # quarter-integer weights on an integer image: many tied windows
     x = torch.randn(6, 1, 14, 10, generator=torch.Generator().manual_seed(1)).mul(2).round()
-    assert kernels.fused_stem_applies(block[0], block[1], x, pool)
+    assert ops.fused_stem_applies(block[0], block[1], x, pool)
     start = copy.deepcopy(block.state_dict())
     y, grads, stats = _first_block_run(block, x, pool, autocast, fused=True)
     block.load_state_dict(start)
-    with kernels.torch_ops_only():
+    with ops.torch_ops_only():
         y_ref, grads_ref, stats_ref = _first_block_run(block, x, pool, autocast)
     assert y.dtype == y_ref.dtype and y.shape == y_ref.shape and y.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(y.float(), y_ref.float(), rtol=tol, atol=tol)
-    for got, want in zip(grads, grads_ref):
+    for got, want in zip(grads, grads_ref, strict=True):
         assert torch.allclose(got, want, rtol=tol, atol=tol * want.abs().max().item())
-    for got, want in zip(stats, stats_ref):
+    for got, want in zip(stats, stats_ref, strict=True):
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 @needs_compiler
 def test_the_fused_first_block_gives_the_same_numbers_for_any_thread_count():
-    from shiftlab import models
     torch.manual_seed(0)
-    block = models.ConvBNReLU(1, 16, "circular").train()
+    block = _fast_block(1, 16, "circular").train()
     x = torch.randn(16, 1, 20, 20, generator=torch.Generator().manual_seed(2))
-    assert kernels.fused_stem_applies(block[0], block[1], x, True)
+    assert ops.fused_stem_applies(block[0], block[1], x, True)
     start, runs = copy.deepcopy(block.state_dict()), []
     for threads in (1, 2):
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
+            assert ops.parallel_threads() == threads, "at::parallel_for did not use torch's threads (OpenMP build?)"
             block.load_state_dict(start)
             y, grads, stats = _first_block_run(block, x, True, autocast=True, fused=True)
         finally:
             torch.set_num_threads(before)
         runs.append([y, *grads, *stats])
-    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
 
 
 @needs_compiler
 def test_a_network_fuses_its_first_block_only_under_bfloat16_autocast():
-    from shiftlab import models
-    block = models.ConvBNReLU(1, 16, "circular").train()
+    block = _fast_block(1, 16, "circular").train()
     x = torch.randn(4, 1, 8, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert type(block(x, pool=True).grad_fn).__name__ == "_StemBNReLUBackward"
@@ -447,9 +459,124 @@ def test_a_network_fuses_its_first_block_only_under_bfloat16_autocast():
 def test_the_fused_first_block_is_left_to_torch_where_it_does_not_apply():
     from shiftlab import models
     x = torch.randn(2, 1, 8, 8)
-    assert not kernels.fused_stem_applies(*models.ConvBNReLU(1, 24, "zeros"), x, False)        # 24 channels
-    assert not kernels.fused_stem_applies(*models.ConvBNReLU(1, 48, "zeros"), x, False)        # 48: no compiled width
-    assert not kernels.fused_stem_applies(*models.ConvBNReLU(1, 16, "valid"), x[:1, :, :3, :3], False)  # 1 value
-    assert not kernels.fused_stem_applies(*models.ConvBNReLU(1, 16, "zeros").eval(), x, False)  # running statistics
-    assert not kernels.fused_stem_applies(*models.ConvBNReLU(1, 16, "valid"), torch.randn(2, 1, 9, 9), True)  # odd
-    assert not kernels.fused_stem_applies(*models.ConvBNReLU(2, 16, "zeros"), x.repeat(1, 2, 1, 1), False)
+    assert not ops.fused_stem_applies(*_conv_bn(models.ConvBNReLU(1, 24, "zeros")), x, False)        # 24 channels
+    # 48: no compiled width
+    assert not ops.fused_stem_applies(*_conv_bn(models.ConvBNReLU(1, 48, "zeros")), x, False)
+    assert not ops.fused_stem_applies(*_conv_bn(models.ConvBNReLU(1, 16, "valid")), x[:1, :, :3, :3], False)  # 1 value
+    # running statistics
+    assert not ops.fused_stem_applies(*_conv_bn(models.ConvBNReLU(1, 16, "zeros").eval()), x, False)
+    # odd size, pooled
+    assert not ops.fused_stem_applies(*_conv_bn(models.ConvBNReLU(1, 16, "valid")), torch.randn(2, 1, 9, 9), True)
+    assert not ops.fused_stem_applies(*_conv_bn(models.ConvBNReLU(2, 16, "zeros")), x.repeat(1, 2, 1, 1), False)
+
+
+# ---- the accelerator as a whole: swapped in after a model is built, the same function as the plain model ----
+
+def _zoo_input(name: str, n: int = 6) -> torch.Tensor:
+    from shiftlab import zoo
+    entry = zoo.ENTRIES[name]
+    size = entry.canvas.size if entry.canvas else entry.image_size or 32
+    x = torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(7))
+    return torch.where(x > 0.5, x, torch.zeros(()))     # black background and bright strokes, like the data
+
+
+def _zoo_names() -> list[str]:
+    from shiftlab import zoo
+    return sorted(zoo.ENTRIES)
+
+
+def _train_step(model: torch.nn.Module, x: torch.Tensor, dtype=torch.float32):
+    """A copy of model in dtype, in training mode: its logits on x, the gradients of a fixed random linear function of
+    them, its state after
+    the step (running statistics), and its logits in inference."""
+    model = copy.deepcopy(model).to(dtype).train()
+    y = model(x.to(dtype))
+    probe = torch.randn(y.shape, generator=torch.Generator().manual_seed(11), dtype=torch.float64).to(dtype)
+    grads = torch.autograd.grad((y * probe).sum(), [p for p in model.parameters() if p.requires_grad])
+    with torch.no_grad():
+        return y.detach().double(), [g.double() for g in grads], [t.double() for t in model.state_dict().values()], \
+            model.eval()(x.to(dtype)).double()
+
+
+def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm().clamp_min(1e-12)).item()
+
+
+@needs_compiler
+@pytest.mark.parametrize("name", _zoo_names())
+def test_every_zoo_network_computes_the_same_outputs_and_gradients_accelerated_and_plain(name):
+    """For each zoo network (the book's scale), against the plain model computed in float64: the accelerated model's
+    logits, parameter gradients (all parameters as one vector), running statistics (training mode) and inference
+    logits are as close as the plain model's own float32 computation is (within 4x its relative error, or 1e-4),
+    with the same state-dict keys: the compiled ops change rounding, not the function."""
+    from shiftlab import zoo
+    cfg = zoo.adapted(zoo.ENTRIES[name].model)
+    torch.manual_seed(0)
+    net = models.build(cfg)
+    twin = fast.accelerate(copy.deepcopy(net))
+    assert not fast.is_accelerated(net) and list(twin.state_dict()) == list(net.state_dict())
+    x = _zoo_input(name)
+    if cfg.arch == "c8":     # e2cnn's layers have no fast twin: the model is left as it is
+        assert not fast.is_accelerated(twin) and torch.equal(twin.eval()(x), net.eval()(x))
+        return
+    assert fast.is_accelerated(twin)
+    exact, plain32, accelerated = _train_step(net, x, torch.float64), _train_step(net, x), _train_step(twin, x)
+    counters = [i for i, key in enumerate(net.state_dict()) if key.endswith("num_batches_tracked")]
+
+    def measured(run):
+        """logits, all gradients, the floating state (running statistics), inference logits: one vector each."""
+        y, grads, state, inference = run
+        floating = [t.flatten() for i, t in enumerate(state) if i not in counters]
+        return {"logits": y, "gradients": torch.cat([g.flatten() for g in grads]),
+                "running statistics": torch.cat(floating), "inference logits": inference}
+
+    ref, theirs, ours = measured(exact), measured(plain32), measured(accelerated)
+    for what in ref:
+        bound = max(1e-4, 4 * _relative_error(theirs[what], ref[what]))
+        assert _relative_error(ours[what], ref[what]) <= bound, f"{what}: {_relative_error(ours[what], ref[what]):.2e}"
+    assert all(torch.equal(accelerated[2][i], exact[2][i]) for i in counters)
+
+
+def test_the_switch_leaves_models_plain_and_plain_undoes_the_swap(fresh):
+    net = models.build(models.ModelConfig(downsample="maxblur", filt_size=3, padding="circular"))
+    fresh.setenv(ops.FAST_ENV, "off")
+    assert not fast.is_accelerated(fast.accelerate(net))
+    fresh.setenv(ops.FAST_ENV, "on")
+    assert fast.is_accelerated(fast.accelerate(net)) and type(net.body).__name__ == "FusedBody"
+    assert not fast.is_accelerated(fast.plain(net)) and type(net.body) is torch.nn.Sequential
+
+
+def test_the_zoo_accelerates_the_models_it_trains_and_loads(tmp_path, fresh):
+    from shiftlab import zoo
+    net, info = zoo.get("baseline", n_train=64, epochs=1, cache_dir=tmp_path, progress=False)
+    assert fast.is_accelerated(net)
+    fresh.setenv(ops.FAST_ENV, "off")
+    plain_net, again = zoo.get("baseline", n_train=64, epochs=1, cache_dir=tmp_path, progress=False)
+    assert again["cached"] and again["weights"] == info["weights"] and not fast.is_accelerated(plain_net)
+
+
+@pytest.mark.parametrize("pads", [(1, 1, 1, 1), (0, 1, 0, 1), (1, 2, 1, 2), (2, 3, 0, 4), (0, 0, 3, 0)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_circular_pad_equals_torch_and_keeps_memory_format(pads, channels_last):
+    x = torch.randn(2, 3, 6, 7, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = modules.circular_pad(x, pads)
+    assert torch.equal(out, F.pad(x, pads, mode="circular"))
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert torch.autograd.gradcheck(lambda z: modules.circular_pad(z, pads), (x.requires_grad_(),))
+
+
+def test_circular_pad_that_wraps_twice_is_an_error():
+    with pytest.raises(ValueError, match="wraps more than once around a 1x8 map"):
+        modules.circular_pad(torch.zeros(1, 1, 1, 8), (0, 2, 0, 2))
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "circular", "reflect"])
+def test_fast_conv2d_equals_torch_conv_with_the_same_weights(padding_mode):
+    torch.manual_seed(0)
+    ref = torch.nn.Conv2d(3, 4, 3, stride=2, padding=1, padding_mode=padding_mode)
+    ours = fast.accelerate(copy.deepcopy(ref))
+    assert isinstance(ours, modules.FastConv2d)
+    x = torch.randn(2, 3, 9, 8).contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-6)

@@ -6,7 +6,7 @@
 // writes only its output (a quarter of the map when pooled) and the backward recomputes the ReLU mask and the pool's
 // winners from the saved input, so the map is read a few times and written once. Each pixel's C channels are one
 // contiguous row; the inner loops run over them with C a compile-time constant (16, 32 or 64; any other C takes
-// the generic loop), so the compiler vectorises them (-march=native, kernels.py). bfloat16 is read and rounded
+// the generic loop), so the compiler vectorises them (-march=native, ops.py). bfloat16 is read and rounded
 // (to nearest even) with integer shifts, which vectorise where c10::BFloat16's conversions do not.
 //
 // Same function as torch's ops: the statistics are the batch mean and biased variance over N, H, W; the pool's
@@ -406,7 +406,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward(const at::Tensor
 // The conv's output z is never stored: every pass recomputes it from the input (nine taps per pixel, C channels in
 // vector registers), rounded to the map's dtype as the conv would store it. The forward makes two passes (moments,
 // output), the backward two (the gradient's moments, then the conv weight's gradient from dz = ka g + kb z + kc,
-// rounded to the map's dtype as BN's backward would store it). For C = 16, 32 or 64 (kernels.fused_stem_applies).
+// rounded to the map's dtype as BN's backward would store it). For C = 16, 32 or 64 (ops.fused_stem_applies).
 
 inline F16 vmax(F16 a, F16 b) { return a < b ? b : a; }   // std::max, lane by lane
 inline F16 vrelu(F16 v) { return v > 0.f ? v : F16{}; }
