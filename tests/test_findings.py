@@ -1,12 +1,38 @@
-"""The verdict rule: intervals, verdicts, records and the check of stated claims."""
+"""The verdict rule: intervals, verdicts, records and the check of stated claims; a finding's words from a text file."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from shiftlab import findings, results
+from shiftlab import findings, prose, results
 from shiftlab.findings import REPRODUCED, REVERSED, UNRESOLVED
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXTS = """
+claims:
+  k: {claim: c, protocol: p, reproduced: ~, reversed: ~, not resolved: ~}
+  a: {claim: A, protocol: p, reproduced: ~, reversed: ~, not resolved: ~}
+  b: {claim: B, protocol: p, reproduced: ~, reversed: ~, not resolved: ~}
+  c: {claim: C, protocol: p, reproduced: ~, reversed: ~, not resolved: ~}
+  rises_{shift}:
+    claim: Consistency rises
+    protocol: "{shift} shifts, {n} test images"
+    paper: "{gain:+.1f} pp"
+    reproduced: Blur helps.
+    reversed: Blur hurts.
+    not resolved: ~
+"""
+RISES = {"shift": "crop", "n": 500, "gain": 1.7}
+
+
+@pytest.fixture(autouse=True)
+def texts(tmp_path, monkeypatch):
+    """Claims of the tests' own, in place of the book's text file."""
+    path = tmp_path / "claims_text.yaml"
+    path.write_text(TEXTS)
+    monkeypatch.setattr(prose, "path", lambda: path)
 
 
 @pytest.mark.parametrize("low, high, expected", [(0.01, 0.2, REPRODUCED), (-0.3, -0.1, REVERSED),
@@ -28,7 +54,7 @@ def test_t_interval_by_hand():
 
 
 def test_one_seed_resolves_nothing():
-    f = findings.by_seed("k", "claim", [0.5])
+    f = findings.by_seed("k", [0.5])
     assert (f.low, f.high) == (-math.inf, math.inf) and f.verdict == UNRESOLVED
 
 
@@ -38,21 +64,43 @@ def test_bootstrap_interval_covers_the_mean_and_shrinks_with_n():
     large = findings.bootstrap_interval(rng.normal(0.1, 1, 10000))
     assert small[1] < small[0] < small[2]
     assert large[2] - large[1] < (small[2] - small[1]) / 5
-    assert findings.by_image("k", "c", rng.normal(0.1, 1, 10000)).verdict == REPRODUCED
+    assert findings.by_image("k", rng.normal(0.1, 1, 10000)).verdict == REPRODUCED
 
 
 def test_a_constant_difference_is_decided_without_width():
-    assert findings.by_image("k", "c", [-0.02] * 50).verdict == REVERSED
+    assert findings.by_image("k", [-0.02] * 50).verdict == REVERSED
 
 
 def test_sentence_and_meaning_follow_the_verdict():
-    f = findings.by_seed("k", "Consistency rises", [0.04, 0.05, 0.045],
-                         means={REPRODUCED: "Blur helps.", REVERSED: "Blur hurts."})
+    f = findings.by_seed("rises_{shift}", [0.04, 0.05, 0.045], **RISES)
     assert f.verdict == REPRODUCED
     assert f.sentence().startswith("Consistency rises: reproduced (effect +4.50 pp [")
     assert f.meaning() == "Blur helps."
-    g = findings.by_seed("k", "c", [0.04, -0.05, 0.01], means={REPRODUCED: "Blur helps."})
-    assert g.meaning() == g.sentence()
+    g = findings.by_seed("rises_{shift}", [0.04, -0.05, 0.01], **RISES)
+    assert g.verdict == UNRESOLVED and g.meaning() == g.sentence()      # a meaning left ~ is the finding's sentence
+
+
+def test_a_finding_takes_its_words_from_the_text_file():
+    f = findings.by_image("rises_{shift}", [0.1, 0.2], seed=3, shift="circular roll", n=64, gain=-0.25)
+    assert (f.key, f.claim, f.protocol, f.paper) == ("rises_circular_roll", "Consistency rises",
+                                                     "circular roll shifts, 64 test images", "-0.2 pp")
+    assert f.means == {REPRODUCED: "Blur helps.", REVERSED: "Blur hurts."}      # ~ is not stored: the sentence stands
+    assert set(findings.save_all([f])[0]) == {"key", "claim", "effect", "low", "high", "method", "unit", "protocol",
+                                              "paper", "means", "verdict"}
+    with pytest.raises(prose.ProseError, match=r"needs the values \['gain'\]"):
+        findings.by_seed("rises_{shift}", [0.1, 0.2], shift="crop", n=3)
+    with pytest.raises(prose.ProseError, match="no claim 'nope'"):
+        findings.by_seed("nope", [0.1, 0.2])
+
+
+def test_book_keys_with_placeholders_fill_to_the_recorded_keys():
+    """A value with a space or a dot fills a key as an underscore, as the recorded keys of book/claims.yaml spell it."""
+    book = ROOT / "book" / "claims_text.yaml"
+    corruption = {"corruption": "gaussian noise", "base": "MaxPool", "best": "m=5"}
+    layer = {"layer": "s1.pool", "stride": 2, "m_lo": 1, "m_hi": 5, "n_eval": 8}
+    key = prose.claim("ch08_{corruption}_error_falls", corruption, file=book)["key"]
+    layer = prose.claim("ch06_distance_falls_{layer}", layer, file=book)["key"]
+    assert (key, layer) == ("ch08_gaussian_noise_error_falls", "ch06_distance_falls_s1_pool")
 
 
 def test_bad_units_and_meanings_are_refused_by_name():
@@ -63,7 +111,7 @@ def test_bad_units_and_meanings_are_refused_by_name():
 
 
 def test_records_round_trip_through_a_results_file(tmp_path):
-    found = [findings.by_seed("a", "A", [0.1, 0.2]), findings.by_seed("b", "B", [0.1]), findings.by_image("c", "C", [1, 2, 3])]
+    found = [findings.by_seed("a", [0.1, 0.2]), findings.by_seed("b", [0.1]), findings.by_image("c", [1, 2, 3])]
     results.save(tmp_path, "07_x", "smoke", {}, {"verdicts": findings.save_all(found)})
     back = [f for _, f in findings.load_all(tmp_path)]
     assert [(f.key, f.verdict) for f in back] == [(f.key, f.verdict) for f in found]
@@ -73,7 +121,7 @@ def test_records_round_trip_through_a_results_file(tmp_path):
 
 
 def test_repeated_keys_are_refused():
-    f = findings.by_seed("a", "A", [0.1, 0.2])
+    f = findings.by_seed("a", [0.1, 0.2])
     with pytest.raises(ValueError, match="repeat"):
         findings.save_all([f, f])
 
@@ -82,7 +130,8 @@ def test_disagreements_fail_only_on_contradicted_or_missing_claims():
     found = {"a": REPRODUCED, "b": UNRESOLVED, "c": REVERSED, "new": REPRODUCED}
     stated = {"a": REPRODUCED, "b": REPRODUCED, "c": UNRESOLVED, "gone": REVERSED}
     failures, new = findings.disagreements(found, stated)
-    assert failures == ["gone: stated 'reversed', not measured", "b: stated 'reproduced', measured 'not resolved at this budget'"]
+    assert failures == ["gone: stated 'reversed', not measured",
+                        "b: stated 'reproduced', measured 'not resolved at this budget'"]
     assert new == ["new"]
 
 
@@ -94,11 +143,11 @@ def test_two_runs_agree_only_where_they_reach_the_same_verdict():
 
 
 def test_table_reads_as_words():
-    t = findings.table([findings.by_seed("a", "Consistency rises", [0.1, 0.12], paper="+1.7 pp")])
+    t = findings.table([findings.by_seed("rises_{shift}", [0.1, 0.12], **RISES)])
     assert list(t.columns) == ["paper", "measured (95 % interval)", "verdict", "method"]
     assert t.loc["Consistency rises", "paper"] == "+1.7 pp"
 
 
 def test_by_image_names_the_item_it_pairs_by():
-    assert findings.by_image("k", "c", [0.1, 0.2, 0.3]).method == "paired by image, bootstrap, n = 3"
-    assert findings.by_image("k", "c", [0.1, 0.2], item="scene").method == "paired by scene, bootstrap, n = 2"
+    assert findings.by_image("k", [0.1, 0.2, 0.3]).method == "paired by image, bootstrap, n = 3"
+    assert findings.by_image("k", [0.1, 0.2], item="scene").method == "paired by scene, bootstrap, n = 2"

@@ -1,13 +1,17 @@
-"""What every chapter notebook does first: validate parameters, seed, threads, figure style, test data."""
+"""What every chapter notebook does: validate parameters, seed, threads, figure style, test data (``start``); load
+models, read measurements from the evaluation cache and save the results, with the chapter's run time and its models'
+training times (``run``); glue numbers, verdicts and the texts chosen by an outcome for the prose."""
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
 import torch
 
-from . import data, params, plots, runtime
+from . import data, evalcache, findings, params, plots, prose, results, runtime, zoo
 
 
 def start(namespace: dict[str, Any]) -> tuple[SimpleNamespace, torch.device]:
@@ -42,16 +46,84 @@ def glue(name: str, value: Any) -> None:
     _glue(name, value, display=False)
 
 
+def glue_text(name: str, outcome: str, **values) -> None:
+    """Glue, as `name`, the text book/claims_text.yaml gives for the outcome measured, filled with values."""
+    glue(name, prose.outcome(name, outcome, values))
+
+
 def verdicts(found: list) -> pd.DataFrame:
     """Glue every finding for the prose (``<key>``: its sentence, ``<key>_verdict``, ``<key>_means``:
     the interpretation for the verdict measured) and return the reader's table of them."""
-    from . import findings
-
     for f in found:
         glue(f.key, f.sentence())
         glue(f"{f.key}_verdict", f.verdict)
         glue(f"{f.key}_means", f.meaning())
     return findings.table(found)
+
+
+class Run:
+    """One run of a chapter notebook: created in its first cell (``chapter.run(globals(), "07_...")``), saved in its
+    last (``run.save(metrics)``), so it works cell by cell in JupyterLab as well as under papermill. It holds the
+    validated parameters and the device, times the notebook from its creation to the save, records the training
+    time of every model it loads, measures through the evaluation cache, and keeps every finding it glues for the
+    results file (a finding glued again replaces the earlier one)."""
+
+    def __init__(self, namespace: dict[str, Any], notebook: str):
+        self.cfg, self.device = start(namespace)
+        self.notebook = notebook
+        self.started = time.perf_counter()
+        self.train_seconds: dict[str, float] = {}
+        self.found: dict[str, findings.Finding] = {}
+
+    def prepare(self, names: list[str], seeds=None) -> int:
+        """Train, side by side, the zoo models the chapter will ask for (names x seeds, default: the chapter's seed)
+        that are not cached yet; returns how many were trained."""
+        return zoo.prepare(self.cfg, self.device, names, seeds=seeds)
+
+    def model(self, name: str, seed: int | None = None) -> tuple[torch.nn.Module, dict]:
+        """The zoo model `name` at the chapter's size and scale (seed: the chapter's unless given) and its info dict;
+        its training time (the sum over its epochs) is recorded as train_seconds[name], or [name/seed<s>] when
+        a seed is given."""
+        net, info = zoo.for_chapter(name, self.cfg, self.device, seed=seed)
+        self.train_seconds[name if seed is None else f"{name}/seed{seed}"] = sum(h["seconds"] for h in info["history"])
+        return net, info
+
+    def protocol(self, *names: str, **values) -> dict:
+        """A measurement's protocol: the test subset it reads (n_test and seed), the named parameters' values, and
+        the values given."""
+        return {"n_test": self.cfg.n_test, "seed": self.cfg.seed, **{k: getattr(self.cfg, k) for k in names}, **values}
+
+    def cached(self, infos: dict | list[dict], measurement: str, compute: Callable[[], Any], *names: str,
+               **values) -> Any:
+        """compute() for the models described by infos, read from the evaluation cache when it was made before under
+        the same protocol (``protocol(*names, **values)``)."""
+        return evalcache.cached(self.cfg.cache_dir, infos, measurement, self.protocol(*names, **values), compute)
+
+    def verdicts(self, found: list) -> pd.DataFrame:
+        """Glue the findings (``verdicts``), keep them for the results file, and return the reader's table."""
+        self.found.update({f.key: f for f in found})
+        return verdicts(found)
+
+    def timings(self) -> dict:
+        """Wall-clock seconds since the run was created, and each loaded model's training time when there is one."""
+        out = {"notebook_seconds": time.perf_counter() - self.started}
+        return {**out, "train_seconds": dict(self.train_seconds)} if self.train_seconds else out
+
+    def save(self, metrics: dict) -> None:
+        """Write the chapter's results file, <results_dir>/<notebook>.json (the metrics, every finding glued under
+        "verdicts", the parameters and the timings), and say so in one line (nothing is returned, so a notebook's last
+        cell shows no machine-specific path)."""
+        if self.found:
+            metrics = {**metrics, "verdicts": findings.save_all(list(self.found.values()))}
+        cfg = self.cfg
+        path = results.save(cfg.results_dir, self.notebook, cfg.profile, vars(cfg), metrics, self.timings())
+        print(f"results written to {path.name} in the profile's results folder")
+
+
+def run(namespace: dict[str, Any], notebook: str) -> Run:
+    """Start a chapter (``start``: pass ``globals()``) and return its run, which saves as `notebook` (the name without
+    .ipynb)."""
+    return Run(namespace, notebook)
 
 
 def imagenet_frames(cfg: SimpleNamespace) -> tuple[torch.Tensor, torch.Tensor] | None:

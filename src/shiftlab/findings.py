@@ -5,25 +5,27 @@ paired Student-t interval over seeds where the design pairs networks by seed (ev
 shares initialisation and training subset), or a percentile bootstrap over test images where one
 pair of models (or one model under two conditions) is compared on the same images. The verdict is
 *reproduced* when the whole interval is above zero, *reversed* when it is below, and *not resolved
-at this budget* when it contains zero. Chapters glue the verdict and a sentence built from it, so
-no conclusion is typed in prose; ``save_all`` / ``load_all`` carry them to the summary chapter and
-``scripts/check_findings.py``.
+at this budget* when it contains zero. A finding's words (its claim, protocol, the paper's result and what each
+verdict means) come from the book's text file (``prose``), filled with values the notebook passes; chapters glue the
+verdict and the meaning it selects, so no conclusion is typed in a notebook. ``save_all`` / ``load_all`` carry the
+findings to the summary chapter and ``scripts/check_findings.py``.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import results
+from . import prose, results
 
 REPRODUCED, REVERSED, UNRESOLVED = "reproduced", "reversed", "not resolved at this budget"
 VERDICTS = (REPRODUCED, REVERSED, UNRESOLVED)
 UNITS = {"pp": "percentage points", "": ""}
+BY_NAME = dict(zip(prose.MEANINGS, VERDICTS, strict=True))   # each verdict by its name in the text file
 
 
 def verdict(low: float, high: float) -> str:
@@ -119,17 +121,29 @@ class Finding:
         return self.means.get(self.verdict, self.sentence())
 
 
-def by_seed(key: str, claim: str, differences: Sequence[float], **kw) -> Finding:
-    """A finding from per-seed paired differences (arm B - arm A at the same seed): t interval, n - 1 df."""
+def decided(key: str, values: dict, effect: float, low: float, high: float, method: str, unit: str = "pp") -> Finding:
+    """The finding of claim `key` of the book's text file, its texts filled with values, for a measured effect and
+    interval (the finding's key is the claim key filled; a meaning left empty there is not stored, so the finding's
+    sentence stands for it)."""
+    text = prose.claim(key, values)
+    means = {BY_NAME[name]: meaning for name, meaning in text["means"].items() if meaning is not None}
+    return Finding(text["key"], text["claim"], effect, low, high, method, unit=unit, protocol=text["protocol"],
+                   paper=text["paper"], means=means)
+
+
+def by_seed(key: str, differences: Sequence[float], unit: str = "pp", **values) -> Finding:
+    """The finding of claim `key` from per-seed paired differences (arm B - arm A at the same seed): t interval,
+    n - 1 df; values fill the claim's texts."""
     mean, low, high = t_interval(differences)
-    return Finding(key, claim, mean, low, high, f"paired by seed, t interval, n = {len(differences)}", **kw)
+    return decided(key, values, mean, low, high, f"paired by seed, t interval, n = {len(differences)}", unit)
 
 
-def by_image(key: str, claim: str, differences: Sequence[float], seed: int = 0, item: str = "image", **kw) -> Finding:
-    """A finding from per-item paired differences (an item: a test image, or e.g. a scene of several): percentile
-    bootstrap of their mean over the items."""
+def by_image(key: str, differences: Sequence[float], seed: int = 0, item: str = "image", unit: str = "pp",
+             **values) -> Finding:
+    """The finding of claim `key` from per-item paired differences (an item: a test image, or e.g. a scene of
+    several): percentile bootstrap of their mean over the items; values fill the claim's texts."""
     mean, low, high = bootstrap_interval(differences, seed=seed)
-    return Finding(key, claim, mean, low, high, f"paired by {item}, bootstrap, n = {len(differences)}", **kw)
+    return decided(key, values, mean, low, high, f"paired by {item}, bootstrap, n = {len(differences)}", unit)
 
 
 def table(found: Sequence[Finding]) -> pd.DataFrame:

@@ -1,0 +1,86 @@
+"""The chapter run: parameters, timer, models and their training times, cached measurements, verdicts, results file;
+and texts glued by outcome."""
+import pytest
+
+from shiftlab import chapter, evalcache, findings, prose, results, runtime, zoo
+
+
+@pytest.fixture
+def glued(monkeypatch):
+    """What the run glues, recorded instead of handed to myst-nb (there is no notebook here)."""
+    out = {}
+    monkeypatch.setattr(chapter, "glue", lambda name, value: out.__setitem__(name, value))
+    return out
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    """A run of a chapter '07_x' whose zoo models are stand-ins with two epochs of 1.5 s and 2 s."""
+    monkeypatch.setattr(runtime, "set_threads", lambda *a, **k: None)      # unit tests keep one thread
+    epochs = [{"seconds": 1.5}, {"seconds": 2.0}]
+    monkeypatch.setattr(zoo, "for_chapter", lambda name, cfg, device, seed=None: (
+        f"net {name}", {"key": f"{name}:{cfg.seed if seed is None else seed}", "history": epochs}))
+    namespace = {"profile": "smoke", "seed": 0, "device": "cpu", "results_dir": str(tmp_path / "results"),
+                 "fig_dir": str(tmp_path / "figures"), "cache_dir": str(tmp_path / "cache"), "n_test": 50, "n_eval": 8,
+                 "max_shift": 4, "some_local": "not a parameter"}
+    return chapter.run(namespace, "07_x")
+
+
+def test_the_run_holds_the_checked_parameters_and_device(run):
+    assert (run.cfg.n_test, run.cfg.max_shift, str(run.device), run.notebook) == (50, 4, "cpu", "07_x")
+    assert not hasattr(run.cfg, "some_local")
+
+
+def test_models_record_their_training_time_by_name_and_seed(run):
+    net, info = run.model("baseline")
+    assert net == "net baseline" and info["key"] == "baseline:0"
+    run.model("aps", seed=1)
+    run.model("aps", seed=1)                      # loaded again: the same entry
+    assert run.train_seconds == {"baseline": 3.5, "aps/seed1": 3.5}
+
+
+def test_a_measurement_is_cached_under_the_protocol_the_notebooks_spelled_out(run):
+    calls = []
+    info = {"key": "baseline:0"}
+    assert run.protocol("n_eval", "max_shift", diagonal=True) == {"n_test": 50, "seed": 0, "n_eval": 8, "max_shift": 4,
+                                                                  "diagonal": True}
+    def measure(value):
+        return lambda: calls.append(1) or value
+
+    assert run.cached(info, "consistency", measure(0.75), "n_eval", "max_shift", diagonal=True) == 0.75
+    assert run.cached(info, "consistency", measure(0.0), "n_eval", "max_shift", diagonal=True) == 0.75
+    assert calls == [1]
+    by_hand = {"n_test": 50, "n_eval": 8, "max_shift": 4, "seed": 0, "diagonal": True}   # a chapter's former dict
+    assert evalcache.cached(run.cfg.cache_dir, info, "consistency", by_hand, lambda: pytest.fail("recomputed")) == 0.75
+
+
+def test_save_writes_the_results_file_with_verdicts_and_timings(run, glued, capsys):
+    a, b = findings.Finding("a", "A", 0.1, 0.05, 0.2, "m"), findings.Finding("b", "B", -0.1, -0.2, -0.05, "m")
+    a_again = findings.Finding("a", "A", 0.2, 0.1, 0.3, "m")
+    table = run.verdicts([a])
+    assert list(table.index) == ["A"] and glued["a_verdict"] == findings.REPRODUCED and glued["a_means"] == a.sentence()
+    run.verdicts([b, a_again])                    # a cell run again replaces its findings, in their first place
+    run.model("baseline")
+    run.save({"runs": [1, 2]})
+    assert capsys.readouterr().out == "results written to 07_x.json in the profile's results folder\n"
+    doc = results.load(f"{run.cfg.results_dir}/07_x.json")
+    assert doc["notebook"] == "07_x" and doc["profile"] == "smoke" and doc["params"]["n_eval"] == 8
+    assert doc["metrics"] == {"runs": [1, 2], "verdicts": findings.save_all([a_again, b])}
+    assert set(doc["timings"]) == {"notebook_seconds", "train_seconds"} and doc["timings"]["notebook_seconds"] > 0
+    assert doc["timings"]["train_seconds"] == {"baseline": 3.5}
+
+
+def test_a_run_without_models_or_verdicts_saves_only_its_metrics_and_time(run):
+    run.save({"x": 1.0})
+    doc = results.load(f"{run.cfg.results_dir}/07_x.json")
+    assert doc["metrics"] == {"x": 1.0} and list(doc["timings"]) == ["notebook_seconds"]
+
+
+def test_glue_text_glues_the_variant_of_the_outcome(glued, tmp_path, monkeypatch):
+    path = tmp_path / "claims_text.yaml"
+    path.write_text("outcomes:\n  lattice_means:\n    exact: Exact on a lattice of {S} px.\n    inexact: Not exact.\n")
+    monkeypatch.setattr(prose, "path", lambda: path)
+    chapter.glue_text("lattice_means", "exact", S=8)
+    assert glued == {"lattice_means": "Exact on a lattice of 8 px."}
+    with pytest.raises(prose.ProseError, match="valid: exact, inexact"):
+        chapter.glue_text("lattice_means", "nearly", S=8)
