@@ -32,7 +32,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from shiftlab import data, fast, layers, metrics, models, runtime  # noqa: E402
+from shiftlab import data, fast, layers, models, protocols, runtime  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
 
 CL = torch.channels_last
@@ -174,13 +174,14 @@ def training(n: int) -> list[dict]:
 
 
 def shift_evaluation(n_images: int) -> list[dict]:
-    """image.shifts/s of the S x S output grid: batched (metrics.output_change_grid) vs one image and shift per call."""
+    """image.shifts/s of the S x S output grid: batched (protocols.output_change_grid) vs one image and shift per
+    call."""
     runtime.set_threads()
     torch.manual_seed(0)
     net = fast.accelerate(models.build(MAXPOOL)).eval().to(memory_format=CL)
     x = data.load("fashion_mnist", "test").subset(n_images).as_float(32)
     period = net.cfg.total_stride
-    batched = per_call(lambda: metrics.output_change_grid(net, x, period), 3)
+    batched = per_call(lambda: protocols.output_change_grid(net, x, period), 3)
 
     @torch.no_grad()
     def naive():

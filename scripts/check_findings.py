@@ -32,10 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="book", choices=("smoke", "book"))
     ap.add_argument("--results", type=Path, help="results folder (default: results/<profile>)")
-    ap.add_argument("--claims", type=Path, help="the stated verdicts (default: book/claims.yaml for the book profile, none otherwise)")
+    ap.add_argument("--claims", type=Path,
+                    help="the stated verdicts (default: book/claims.yaml for the book profile, none otherwise)")
     ap.add_argument("--record", action="store_true", help="write the measured verdicts as the stated ones")
     ap.add_argument("--agree", action="store_true",
-                    help="with --record: where the measured and stated verdicts differ, record 'not resolved at this budget'")
+                    help="with --record: where the measured and stated verdicts differ, record "
+                         "'not resolved at this budget'")
     args = ap.parse_args(argv)
     folder = args.results or ROOT / "results" / args.profile
     measured = findings.load_all(folder)
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"MISMATCH    {line}")
     for key in new if claims else []:
         print(f"NEW         {key}: measured {found[key]!r}, not stated in {claims.name}")
-    print(f"{len(measured)} claims: " + ", ".join(f"{sum(v == x for v in found.values())} {x}" for x in findings.VERDICTS)
+    print(f"{len(measured)} claims: "
+          + ", ".join(f"{sum(v == x for v in found.values())} {x}" for x in findings.VERDICTS)
           + (f"; {len(failures)} mismatches with {claims.name}" if claims else ""))
     return 1 if failures else 0
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 
-from shiftlab import data, metrics, runtime, zoo  # noqa: E402
+from shiftlab import data, inference, metrics, runtime, zoo  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
 
 NETWORKS = {"baseline": "MaxPool", "maxblur5": "MaxBlurPool, filter 5",
@@ -51,7 +51,7 @@ def measure(epochs: list[int], seeds: list[int], cache_dir: Path) -> Accuracy:
 
     def accuracy(name: str, e: int, seed: int) -> float:
         net = zoo.get(name, n_train=N_TRAIN, epochs=e, seed=seed, cache_dir=cache_dir, progress=False)[0]
-        return 100 * metrics.accuracy(metrics.predict_logits(net, test_inputs(name, test, seed)), test.labels)
+        return 100 * metrics.accuracy(inference.predict_logits(net, test_inputs(name, test, seed)), test.labels)
 
     return {name: {seed: {e: accuracy(name, e, seed) for e in epochs} for seed in seeds} for name in NETWORKS}
 

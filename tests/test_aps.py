@@ -3,7 +3,7 @@ with random weights at random shifts (before any training)."""
 import pytest
 import torch
 
-from shiftlab import layers, models, shifts
+from shiftlab import layers, models, protocols, shifts
 
 
 def test_polyphase_components_by_hand():
@@ -95,7 +95,6 @@ def test_aps_with_zero_padding_is_not_exactly_invariant():
 
 
 def test_phase_margins_name_every_aps_layer_and_follow_a_one_pixel_shift():
-    from shiftlab import protocols
 
     torch.manual_seed(0)
     net = models.build(models.ModelConfig(downsample="maxaps", padding="circular", widths=(4, 8))).eval()

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from shiftlab import fast, layers, models
+from shiftlab import fast, inference, layers, models
 from shiftlab.fast import modules, ops
 
 needs_compiler = pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
@@ -191,7 +191,7 @@ def test_bn_relu_is_torchs_ops_where_the_kernel_does_not_apply():
 @needs_compiler
 @pytest.mark.parametrize("downsample", ["max", "maxblur", "maxaps", "strided"])
 def test_a_trained_network_predicts_the_same_in_inference_with_the_fused_layers(downsample):
-    from shiftlab import metrics, models
+    from shiftlab import models
     torch.manual_seed(0)
     net = fast.accelerate(models.build(models.ModelConfig(arch="resnet" if downsample == "strided" else "vgg",
                                                           downsample=downsample, padding="circular")))
@@ -203,10 +203,10 @@ def test_a_trained_network_predicts_the_same_in_inference_with_the_fused_layers(
     with pytest.MonkeyPatch.context() as mp:   # count the inference kernel's calls
         mp.setattr(torch.ops.shiftlab_kernels, "bn_relu_eval",
                    lambda *a, op=torch.ops.shiftlab_kernels.bn_relu_eval: calls.append(1) or op(*a), raising=False)
-        ours = metrics.predict_logits(net, x)
+        ours = inference.predict_logits(net, x)
     assert calls   # the fused inference path ran
     with ops.torch_ops_only():
-        torchs = metrics.predict_logits(net, x)
+        torchs = inference.predict_logits(net, x)
     assert torch.allclose(ours, torchs, rtol=1e-5, atol=1e-5) and torch.equal(ours.argmax(1), torchs.argmax(1))
 
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shiftlab import metrics, models, shifts
+from shiftlab import inference, metrics, models, protocols, shifts, spectra
 
 
 def _rand(*shape, seed=0):
@@ -30,7 +30,7 @@ def test_consistency_invariant_model_is_one():
     torch.manual_seed(0)
     model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 5))
     x = _rand(20, 3, 12, 12)
-    assert metrics.consistency(model, x, "roll", 3) == 1.0
+    assert protocols.consistency(model, x, "roll", 3) == 1.0
 
 
 @pytest.mark.parametrize("seed", [0, 1, 5])
@@ -48,7 +48,7 @@ def test_consistency_brightest_pixel_by_hand(seed):
     side_b = (cols + bdx) % w >= w // 2
     expected = (side_a == side_b).float().mean().item()
     assert 0.0 < expected < 1.0  # the case really discriminates
-    assert metrics.consistency(_BrightestColumnHalf(), x, "roll", m, seed=seed) == pytest.approx(expected)
+    assert protocols.consistency(_BrightestColumnHalf(), x, "roll", m, seed=seed) == pytest.approx(expected)
 
 
 def test_consistency_crop_brightest_pixel_by_hand():
@@ -61,7 +61,7 @@ def test_consistency_crop_brightest_pixel_by_hand():
     (_, adx), (_, bdx) = shifts.random_offsets(n, m, g), shifts.random_offsets(n, m, g)
     expected = (((cols + adx) >= w // 2) == ((cols + bdx) >= w // 2)).float().mean().item()
     assert 0.0 < expected < 1.0
-    assert metrics.consistency(_BrightestColumnHalf(), x, "crop", m, seed=2) == pytest.approx(expected)
+    assert protocols.consistency(_BrightestColumnHalf(), x, "crop", m, seed=2) == pytest.approx(expected)
 
 
 # --- probability-change metrics and accuracy ------------------------------------------------
@@ -138,7 +138,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def full_grid(circ_net, images):
-    return metrics.output_change_grid(circ_net, images, period=SIZE)
+    return protocols.output_change_grid(circ_net, images, period=SIZE)
 
 
 def test_shift_grid_row_major():
@@ -167,19 +167,19 @@ def test_tile_periodic_by_hand():
 
 def test_tile_periodic_reproduces_full_grid(circ_net, images, full_grid):
     s = circ_net.cfg.total_stride
-    small = metrics.output_change_grid(circ_net, images, period=s)
+    small = protocols.output_change_grid(circ_net, images, period=s)
     for key in ("logit_change", "p_change"):
         tiled = metrics.tile_periodic(small[key], SIZE)
         torch.testing.assert_close(tiled, full_grid[key], rtol=0, atol=1e-5)
 
 
 def test_layer_strides(circ_net):
-    assert metrics.layer_strides(circ_net, SIZE) == {"s1.conv1": 1, "s1.max": 2, "s2.conv1": 2, "s2.max": 4}
+    assert protocols.layer_strides(circ_net, SIZE) == {"s1.conv1": 1, "s1.max": 2, "s2.conv1": 2, "s2.max": 4}
 
 
 def test_feature_distance_zero_at_layer_stride(circ_net, images):
-    grids = metrics.feature_distance_grid(circ_net, images, period=SIZE)
-    strides = metrics.layer_strides(circ_net, SIZE)
+    grids = protocols.feature_distance_grid(circ_net, images, period=SIZE)
+    strides = protocols.layer_strides(circ_net, SIZE)
     assert list(grids) == circ_net.layer_names
     for name, grid in grids.items():
         s = strides[name]
@@ -201,18 +201,18 @@ def _cosine_image(n: int, cycles_y: int, cycles_x: int) -> torch.Tensor:
 
 def test_aliased_fraction_of_pure_cosines():
     n = 32  # new Nyquist after stride 2: 8 cycles per 32 px
-    assert metrics.aliased_fraction(_cosine_image(n, 0, 7)).item() == pytest.approx(0.0, abs=1e-6)
-    assert metrics.aliased_fraction(_cosine_image(n, 0, 8)).item() == pytest.approx(0.0, abs=1e-6)
-    assert metrics.aliased_fraction(_cosine_image(n, 0, 9)).item() == pytest.approx(1.0, abs=1e-6)
-    assert metrics.aliased_fraction(_cosine_image(n, 12, 2)).item() == pytest.approx(1.0, abs=1e-6)
-    assert metrics.aliased_fraction(_cosine_image(n, 0, 7), stride=4).item() == pytest.approx(1.0, abs=1e-6)
+    assert spectra.aliased_fraction(_cosine_image(n, 0, 7)).item() == pytest.approx(0.0, abs=1e-6)
+    assert spectra.aliased_fraction(_cosine_image(n, 0, 8)).item() == pytest.approx(0.0, abs=1e-6)
+    assert spectra.aliased_fraction(_cosine_image(n, 0, 9)).item() == pytest.approx(1.0, abs=1e-6)
+    assert spectra.aliased_fraction(_cosine_image(n, 12, 2)).item() == pytest.approx(1.0, abs=1e-6)
+    assert spectra.aliased_fraction(_cosine_image(n, 0, 7), stride=4).item() == pytest.approx(1.0, abs=1e-6)
 
 
 def test_aliased_fraction_mix_ignores_constant_and_sums_channels():
     low, high = _cosine_image(32, 3, 0), _cosine_image(32, 0, 12)
     x = torch.cat([5.0 + low + 2 * high, low], dim=1)  # energies: low 1 + 1, high 4
-    assert metrics.aliased_fraction(x).item() == pytest.approx(4 / 6, abs=1e-6)
-    assert metrics.aliased_fraction(torch.full((2, 1, 8, 8), 3.0)).tolist() == [0.0, 0.0]
+    assert spectra.aliased_fraction(x).item() == pytest.approx(4 / 6, abs=1e-6)
+    assert spectra.aliased_fraction(torch.full((2, 1, 8, 8), 3.0)).tolist() == [0.0, 0.0]
 
 
 def test_aliased_fraction_of_blurred_noise_matches_filter_response():
@@ -226,13 +226,13 @@ def test_aliased_fraction_of_blurred_noise_matches_filter_response():
         per_bin = torch.cat([energy, energy[1:-1]])  # k and -k, k = 1..n/2-1
         g = (energy[0] + 2 * energy[1:n // 4 + 1].sum()) / per_bin.sum()
         blurred = layers.BlurPool(1, m, stride=1, pad_mode="circular")(x)
-        assert metrics.aliased_fraction(blurred).mean().item() == pytest.approx(1 - g.item() ** 2, abs=0.01)
+        assert spectra.aliased_fraction(blurred).mean().item() == pytest.approx(1 - g.item() ** 2, abs=0.01)
 
 
 def test_fourier_shift_by_whole_cells_is_a_roll():
     f = _rand(2, 3, 8, 6, seed=3)
     for ty, tx in [(0, 0), (1, 0), (3, 5), (-2, 1)]:
-        torch.testing.assert_close(metrics.fourier_shift(f, ty, tx), torch.roll(f, (ty, tx), (-2, -1)),
+        torch.testing.assert_close(shifts.fourier_shift(f, ty, tx), torch.roll(f, (ty, tx), (-2, -1)),
                                    atol=1e-5, rtol=0)
 
 
@@ -243,10 +243,10 @@ def test_fourier_shift_on_half_the_spectrum_is_the_full_spectrum_shift(size):
     h, w = size
     ky, kx = torch.fft.fftfreq(h), torch.fft.fftfreq(w)
     for ty, tx in [(0.3, -1.7), (0.5, 0.5), (2, 1)]:
-        full = torch.fft.fft2(f) * metrics._phase_ramp(ky, ty, h)[:, None] * metrics._phase_ramp(kx, tx, w)[None, :]
+        full = torch.fft.fft2(f) * shifts._phase_ramp(ky, ty, h)[:, None] * shifts._phase_ramp(kx, tx, w)[None, :]
         want = torch.fft.ifft2(full).real
-        torch.testing.assert_close(metrics.fourier_shift(f, ty, tx), want, atol=2e-6, rtol=0)
-        torch.testing.assert_close(metrics.fourier_shift(f, ty, tx, torch.fft.rfft2(f)), want, atol=2e-6, rtol=0)
+        torch.testing.assert_close(shifts.fourier_shift(f, ty, tx), want, atol=2e-6, rtol=0)
+        torch.testing.assert_close(shifts.fourier_shift(f, ty, tx, torch.fft.rfft2(f)), want, atol=2e-6, rtol=0)
 
 
 @pytest.mark.parametrize("stride", [2, 4])
@@ -279,9 +279,9 @@ def test_agreement_is_the_per_image_consistency():
     n, h, w, m = 30, 10, 12, 4
     x = torch.zeros(n, 1, h, w)
     x[torch.arange(n), 0, torch.arange(n) % h, (3 * torch.arange(n)) % w] = 1.0
-    agree = metrics.agreement(_BrightestColumnHalf(), x, "roll", m, seed=2)
+    agree = protocols.agreement(_BrightestColumnHalf(), x, "roll", m, seed=2)
     assert agree.dtype == torch.bool and agree.shape == (n,)
-    assert agree.float().mean().item() == metrics.consistency(_BrightestColumnHalf(), x, "roll", m, seed=2)
+    assert agree.float().mean().item() == protocols.consistency(_BrightestColumnHalf(), x, "roll", m, seed=2)
 
 
 def test_flips_per_image_by_hand():
@@ -293,28 +293,28 @@ def test_flips_per_image_by_hand():
 def test_embedded_probs_at_stacks_one_placement_per_row(circ_net):
     objects = _rand(3, 1, 28, 28, seed=4)
     placements = [(20, 8, 8), (20, 9, 9), (14, 0, 30)]
-    got = metrics.embedded_probs_at(circ_net, objects, 48, placements)
+    got = protocols.embedded_probs_at(circ_net, objects, 48, placements)
     assert got.shape == (3, 3, 10)
     for row, (s, y, x) in zip(got, placements, strict=True):
-        assert torch.equal(row, metrics.embedded_probs(circ_net, objects, 48, s, y, x))
+        assert torch.equal(row, protocols.embedded_probs(circ_net, objects, 48, s, y, x))
     assert not torch.equal(got[0], got[2])
 
 
 def test_shift_grid_correct_is_periodic_in_the_total_stride(circ_net, images):
-    labels = metrics.predict_logits(circ_net, images).argmax(1)
+    labels = inference.predict_logits(circ_net, images).argmax(1)
     s = circ_net.cfg.total_stride
-    small = metrics.shift_grid_correct(circ_net, images, labels, s)
-    full = metrics.shift_grid_correct(circ_net, images, labels, SIZE)
+    small = protocols.shift_grid_correct(circ_net, images, labels, s)
+    full = protocols.shift_grid_correct(circ_net, images, labels, SIZE)
     assert small.shape == (s * s, len(images)) and full.shape == (SIZE * SIZE, len(images))
     assert small[0].all(), "unshifted, every image gets its own prediction"
     assert torch.equal(small.all(0), full.all(0))
 
 
 def test_fractional_shift_predictions_at_whole_pixels_are_rolls(circ_net, images):
-    got = metrics.fractional_shift_predictions(circ_net, images, [(0, 0), (0, 1), (2, 3), (0, 0.5)])
+    got = protocols.fractional_shift_predictions(circ_net, images, [(0, 0), (0, 1), (2, 3), (0, 0.5)])
     assert got.shape == (4, len(images))
     for row, (dy, dx) in zip(got[:3], [(0, 0), (0, 1), (2, 3)], strict=True):
-        assert torch.equal(row, metrics.predict_logits(circ_net, shifts.roll(images, dy, dx)).argmax(1))
+        assert torch.equal(row, inference.predict_logits(circ_net, shifts.roll(images, dy, dx)).argmax(1))
 
 
 def test_reduced_precision_evaluation_keeps_predictions_and_consistency(tmp_path):
@@ -325,14 +325,14 @@ def test_reduced_precision_evaluation_keeps_predictions_and_consistency(tmp_path
     net, _ = zoo.get("baseline", n_train=2000, epochs=1, cache_dir=tmp_path, progress=False)
     test = data.load("fashion_mnist", "test").subset(500, 0)
     x = test.as_float(32)
-    fp32 = metrics.predict_logits(net, x).argmax(1)
-    fp32_cons = metrics.consistency(net, x, "roll", 4)
+    fp32 = inference.predict_logits(net, x).argmax(1)
+    fp32_cons = protocols.consistency(net, x, "roll", 4)
     key32 = evalcache.eval_key(["k"], "m", {})
     try:
         runtime.set_precision("fp16")
-        fp16 = metrics.predict_logits(net, x).argmax(1)
+        fp16 = inference.predict_logits(net, x).argmax(1)
         assert (fp16 == fp32).float().mean() >= 0.99
-        assert abs(metrics.consistency(net, x, "roll", 4) - fp32_cons) <= 0.01
+        assert abs(protocols.consistency(net, x, "roll", 4) - fp32_cons) <= 0.01
         assert evalcache.eval_key(["k"], "m", {}) != key32
     finally:
         runtime.set_precision("fp32")
@@ -343,7 +343,7 @@ def test_reduced_precision_evaluation_keeps_predictions_and_consistency(tmp_path
 def test_batched_outputs_are_ordinary_tensors():
     """Evaluation runs under inference_mode, but what it returns can be changed in place and used in autograd."""
     net = models.build(models.ModelConfig()).eval()
-    out = metrics.predict_logits(net, torch.rand(5, 1, 32, 32), batch_size=2)
+    out = inference.predict_logits(net, torch.rand(5, 1, 32, 32), batch_size=2)
     assert not out.is_inference() and out.shape == (5, 10)
     out.mul_(2)
     w = torch.ones(10, requires_grad=True)

@@ -67,7 +67,8 @@ def test_background_results_hold_the_claims(smoke_run):
     m = doc["metrics"]
     assert doc["profile"] == "smoke" and doc["params"]["n_train"] == 5000
     assert m["conv_equivariance_max_error"]["circular"] < 1e-5 < 1e-3 < m["conv_equivariance_max_error"]["zeros"]
-    assert m["head_max_change"]["global average pool + linear"] < 1e-5 < 0.1 < m["head_max_change"]["flatten + fully connected"]
+    heads = m["head_max_change"]
+    assert heads["global average pool + linear"] < 1e-5 < 0.1 < heads["flatten + fully connected"]
     assert m["maxpool_change_at_1px"]["32"] < 1e-6 < m["maxpool_change_at_1px"]["8"] < m["maxpool_change_at_1px"]["2"]
     errs = m["strided_1d_error"]
     for stride, by_shift in errs.items():
@@ -79,7 +80,8 @@ def test_background_results_hold_the_claims(smoke_run):
     assert net["periodicity_max_deviation"] < 1e-5 and net["mean_logit_change_off_lattice"] > 1e-3
     for name, row in m["trained"].items():
         assert 0.5 < row["accuracy"] <= 1 and 0 < row["consistency (crop)"] <= 1, name
-    assert json.loads((smoke_run / "results" / "smoke" / "00_background.json").read_text())["timings"]["notebook_seconds"] > 0
+    doc = json.loads((smoke_run / "results" / "smoke" / "00_background.json").read_text())
+    assert doc["timings"]["notebook_seconds"] > 0
     assert (smoke_run / "results" / "smoke" / "figures" / "background_network_shift_grid.png").stat().st_size > 10_000
 
 
@@ -107,21 +109,26 @@ def test_exact_claims_hold_in_every_chapter(smoke_run):
     assert all(r["consistency (crop)"] < 1.0 for r in trained), "crop shifts are not circular: APS is not exact there"
     rotations = _metrics(smoke_run, "12_rotations")["curves"]
     c8_at_90 = [r for r in rotations if r["network"] == "C8 CNN" and r["angle (°)"] % 90 == 0]
-    assert len(c8_at_90) == 5 and all(r["max relative logit change"] < 1e-5 and r["P(top-1 change) vs 0°"] == 0 for r in c8_at_90)
+    assert len(c8_at_90) == 5
+    assert all(r["max relative logit change"] < 1e-5 and r["P(top-1 change) vs 0°"] == 0 for r in c8_at_90)
     sliding = {r["network"]: r for r in _metrics(smoke_run, "14_sliding_windows")["equality"]}
-    assert sliding["no padding"]["max |logit difference|"] < 1e-5 < sliding["circular padding"]["max |logit difference|"]
+    gap = "max |logit difference|"
+    assert sliding["no padding"][gap] < 1e-5 < sliding["circular padding"][gap]
     worst = [r for r in _metrics(smoke_run, "10_fractional_worst_case")["runs"] if r["network"] in ("APS", "APS-LPF")]
-    assert len(worst) == 4 and all(r["adversary's gain"] == 0 and r["integer-shift change (t = 1 px)"] == 0 for r in worst)
+    assert len(worst) == 4
+    assert all(r["adversary's gain"] == 0 and r["integer-shift change (t = 1 px)"] == 0 for r in worst)
 
 
 def test_every_chapter_reports_its_measurements(smoke_run):
     one = _metrics(smoke_run, "01_one_pixel")
     networks = {"VGG-like", "VGG-like + shifts", "VGG-like, MaxBlurPool 5", "VGG-like, canvas", "ResNet-like, canvas"}
     assert {row["network"] for row in one["table"]} == networks
-    assert {(row["network"], row["protocol"]) for row in one["table"]} == {(n, p) for n in networks for p in ("crop", "black")}
+    pairs = {(row["network"], row["protocol"]) for row in one["table"]}
+    assert pairs == {(n, p) for n in networks for p in ("crop", "black")}
     assert all(0 <= row["P(top-1 change)"] <= 1 and 0 <= row["MAC"] <= 1 for row in one["table"])
     bias = _metrics(smoke_run, "03_photographers_bias")
-    assert set(bias["summary"]) == {"centred", "centred + jitter (σ = 3 px)", "anywhere (uniform)", "centred + jitter, global pooling"}
+    assert set(bias["summary"]) == {"centred", "centred + jitter (σ = 3 px)", "anywhere (uniform)",
+                                    "centred + jitter, global pooling"}
     scale = _metrics(smoke_run, "04_scale")
     assert {r["size (px)"] for r in scale["sizes"]} == {12, 13, 20, 21, 28, 29, 34, 35}
     runs = _metrics(smoke_run, "07_consistency_vs_filter")["runs"]
@@ -195,10 +202,12 @@ def test_prose_glues_only_verdicts_that_exist(smoke_run):
         keys = {v["key"] for v in doc["metrics"].get("verdicts", [])}
         assert keys, f"{path.stem} records no verdicts"
         markdown = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
-        glued = {re.sub(r"_(verdict|means)$", "", k) for k in re.findall(r"\{glue:text\}`(ch\d\d_[a-z0-9_]+)", markdown)}
+        glued = {re.sub(r"_(verdict|means)$", "", k)
+                 for k in re.findall(r"\{glue:text\}`(ch\d\d_[a-z0-9_]+)", markdown)}
         assert glued <= keys, f"{path.stem} glues verdicts it does not measure: {sorted(glued - keys)}"
         meaning = markdown.split("**What it means.**")[-1].split("\n\n")[0] if "**What it means.**" in markdown else ""
-        assert "_means`" in meaning or "_verdict`" in meaning, f"{path.stem}: 'What it means' is not glued from a verdict"
+        assert "_means`" in meaning or "_verdict`" in meaning, \
+            f"{path.stem}: 'What it means' is not glued from a verdict"
 
 
 def test_summary_and_check_findings_read_every_verdict(smoke_run, tmp_path):

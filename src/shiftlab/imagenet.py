@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import metrics, protocols, shifts
+from . import inference, metrics, protocols, shifts
 from .data import DatasetError, resize
 from .models import Normalize
 
@@ -95,8 +95,8 @@ def crop_pair_agreement(model: nn.Module, frames: torch.Tensor, seed: int, batch
     agree = []
     for i in range(0, len(frames), batch_size):
         part, sl = frames[i:i + batch_size], slice(i, i + batch_size)
-        a = metrics.predict_logits(model, shifts.windows(part, o[0, sl], o[1, sl], CROP)).argmax(1)
-        b = metrics.predict_logits(model, shifts.windows(part, o[2, sl], o[3, sl], CROP)).argmax(1)
+        a = inference.predict_logits(model, shifts.windows(part, o[0, sl], o[1, sl], CROP)).argmax(1)
+        b = inference.predict_logits(model, shifts.windows(part, o[2, sl], o[3, sl], CROP)).argmax(1)
         agree.append(a == b)
     return torch.cat(agree)
 
@@ -105,7 +105,7 @@ def crop_diagonal_changes(model: nn.Module, frames: torch.Tensor, pairs: int = 8
     """Azulay's Crop protocol per image: 224 windows of the frame at diagonal offsets c and c+1 around its centre,
     P(top-1 change) and MAC averaged over `pairs` consecutive pairs (``protocols.diagonal_pair_changes``)."""
     cs = range(-(pairs // 2), pairs - pairs // 2 + 1)
-    return protocols.diagonal_pair_changes({c: metrics.predict_probs(model, protocols.crop_window(frames, CROP, c, c))
+    return protocols.diagonal_pair_changes({c: inference.predict_probs(model, protocols.crop_window(frames, CROP, c, c))
                                             for c in cs})
 
 
@@ -118,7 +118,7 @@ def black_diagonal_changes(model: nn.Module, frames: torch.Tensor, side: int,
                          f"so {pairs + 1} positions fit the canvas")
     objects, centre = resize(frames, side), (CROP - side) // 2 - pairs // 2
     return protocols.diagonal_pair_changes({
-        c: metrics.embedded_probs(model, objects, CROP, side, centre + c, centre + c) for c in range(pairs + 1)})
+        c: protocols.embedded_probs(model, objects, CROP, side, centre + c, centre + c) for c in range(pairs + 1)})
 
 
 def azulay_table(frames: torch.Tensor, device: torch.device | str, names: tuple[str, ...] = tuple(PRETRAINED),
@@ -143,6 +143,6 @@ def zhang_table(frames: torch.Tensor, labels: torch.Tensor, device: torch.device
     rows = []
     for name in names:
         net = pretrained(name, weights).to(device)
-        rows.append({"network": name, "accuracy": 100 * metrics.accuracy(metrics.predict_logits(net, centre), labels),
+        rows.append({"network": name, "accuracy": 100 * metrics.accuracy(inference.predict_logits(net, centre), labels),
                      "consistency": 100 * crop_pair_agreement(net, frames, seed).float().mean().item()})
     return pd.DataFrame(rows).set_index("network")

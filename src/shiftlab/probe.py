@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .metrics import batched_outputs
+from .inference import batched_outputs
 
 
 def pooled_features(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:

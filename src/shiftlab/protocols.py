@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
+from torch import nn
 
-from . import metrics
+from . import inference, metrics
+from . import shifts as sh
+from .data import embed, resize
 
 
 def select(runs: pd.DataFrame, **arm) -> pd.DataFrame:
@@ -82,9 +85,9 @@ def shift_consistency(model: torch.nn.Module, x: torch.Tensor, labels: torch.Ten
                       seed: int) -> dict[str, torch.Tensor]:
     """Per image: correct (argmax f(x) == y), and agreement under circular and under crop shifts
     (1[ŷ(shift_a x) == ŷ(shift_b x)], offsets a, b ~ U{-max_shift..max_shift}² drawn with seed)."""
-    return {"correct": metrics.predict_logits(model, x).argmax(1) == labels,
-            "agree circular": metrics.agreement(model, x, "roll", max_shift, seed),
-            "agree crop": metrics.agreement(model, x, "crop", max_shift, seed)}
+    return {"correct": inference.predict_logits(model, x).argmax(1) == labels,
+            "agree circular": agreement(model, x, "roll", max_shift, seed),
+            "agree crop": agreement(model, x, "crop", max_shift, seed)}
 
 
 def aps_phase_margins(model: torch.nn.Module, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
@@ -109,7 +112,7 @@ def aps_phase_margins(model: torch.nn.Module, x: torch.Tensor) -> dict[str, dict
         elif isinstance(layer, ApsPool) and name not in inside:
             hooks.append(layer.register_forward_pre_hook(record(name, layer.phase_norms)))
     try:
-        metrics.predict_logits(model, x)
+        inference.predict_logits(model, x)
     finally:
         for h in hooks:
             h.remove()
@@ -119,3 +122,120 @@ def aps_phase_margins(model: torch.nn.Module, x: torch.Tensor) -> dict[str, dict
         top = norms.topk(2, dim=1).values
         out[name] = {"phase": norms.argmax(1), "norm": top[:, 0], "margin": top[:, 0] - top[:, 1]}
     return out
+
+
+def embedded_inputs(objects: torch.Tensor, canvas: int, size: int, y: int, x: int) -> torch.Tensor:
+    """embed(resize(o, size), canvas, (y, x)) for every object o: each resized to size x size px and
+    placed with its top-left corner at (y, x) on a black canvas x canvas image."""
+    n = len(objects)
+    return embed(resize(objects, size), canvas, torch.full((n,), y), torch.full((n,), x))
+
+
+def embedded_probs(model: nn.Module, objects: torch.Tensor, canvas: int, size: int, y: int, x: int,
+                   batch_size: int = 128) -> torch.Tensor:
+    """f(embedded_inputs(objects, canvas, size, y, x)): (N, K) softmax outputs on the placed objects."""
+    return inference.predict_probs(model, embedded_inputs(objects, canvas, size, y, x), batch_size)
+
+
+def embedded_probs_at(model: nn.Module, objects: torch.Tensor, canvas: int,
+                      placements: list[tuple[int, int, int]], batch_size: int = 128) -> torch.Tensor:
+    """f(embedded_inputs(objects, canvas, size, y, x)) for every placement (size, y, x): (P, N, K)."""
+    return torch.stack([embedded_probs(model, objects, canvas, s, y, x, batch_size) for s, y, x in placements])
+
+
+def agreement(model: nn.Module, x: torch.Tensor, kind: str = "roll", max_shift: int = 4,
+              seed: int = 0, batch_size: int = 128) -> torch.Tensor:
+    """Per image 1[argmax f(shift_a x) == argmax f(shift_b x)], a, b ~ U{-m..m}^2 drawn per image from seed."""
+    g = torch.Generator().manual_seed(seed)
+    a, b = sh.random_offsets(len(x), max_shift, g), sh.random_offsets(len(x), max_shift, g)
+    pred_a = inference.predict_logits(model, sh.shift(x, *a, kind), batch_size).argmax(1)
+    pred_b = inference.predict_logits(model, sh.shift(x, *b, kind), batch_size).argmax(1)
+    return pred_a == pred_b
+
+
+def consistency(model: nn.Module, x: torch.Tensor, kind: str = "roll", max_shift: int = 4,
+                seed: int = 0, batch_size: int = 128) -> float:
+    """Zhang consistency: P[argmax f(shift_a x) == argmax f(shift_b x)], a, b ~ U{-m..m}^2 drawn per image."""
+    return agreement(model, x, kind, max_shift, seed, batch_size).float().mean().item()
+
+
+@torch.no_grad()
+def diagonal_path_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_shift: int,
+                          kind: str = "roll", batch_size: int = 128) -> dict[str, torch.Tensor]:
+    """For d = 0..max_shift: f_y(shift_{(d,d)} x), the probability of the true class, and the prediction.
+    Returns (N, max_shift + 1) tensors 'p_true' and 'pred' (Zhang's diagonal-shift curves)."""
+    p_true, pred = [], []
+    for d in range(max_shift + 1):
+        probs = inference.predict_probs(model, sh.shift(x, d, d, kind), batch_size)
+        p_true.append(probs.gather(1, y[:, None]).squeeze(1))
+        pred.append(probs.argmax(1))
+    return {"p_true": torch.stack(p_true, 1), "pred": torch.stack(pred, 1)}
+
+
+@torch.no_grad()
+def sequence_predictions(model: nn.Module, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
+                         kind: str = "crop", batch_size: int = 128) -> torch.Tensor:
+    """Predictions (N, J) on the frames shift(x, dy[:, j], dx[:, j]) of one sequence per image."""
+    return torch.stack([inference.predict_logits(model, sh.shift(x, dy[:, j], dx[:, j], kind), batch_size).argmax(1)
+                        for j in range(dy.shape[1])], 1)
+
+
+@torch.no_grad()
+def output_change_grid(model: nn.Module, x: torch.Tensor, period: int,
+                       batch_size: int = 128) -> dict[str, torch.Tensor]:
+    """Per circular shift (dy, dx) in {0..P-1}^2: mean ||z(roll x) - z(x)|| / ||z(x)|| of the logits z,
+    and P[argmax changes]. Returns (P, P) grids 'logit_change' and 'p_change'."""
+    ref = inference.predict_logits(model, x, batch_size)
+    change = torch.zeros(period, period)
+    flips = torch.zeros(period, period)
+    for dy, dx in metrics.shift_grid(period):
+        z = inference.predict_logits(model, sh.roll(x, dy, dx), batch_size)
+        change[dy, dx] = ((z - ref).norm(dim=1) / ref.norm(dim=1).clamp_min(1e-12)).mean()
+        flips[dy, dx] = (z.argmax(1) != ref.argmax(1)).float().mean()
+    return {"logit_change": change, "p_change": flips}
+
+
+@torch.no_grad()
+def shift_grid_correct(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, period: int) -> torch.Tensor:
+    """1[ŷ(roll(x, d)) == y] for every circular shift d in {0..P-1}², row-major: (P², N). Its all()
+    over shifts is correctness against an adversary who picks the shift per image (worst-case accuracy)."""
+    return torch.stack([inference.predict_logits(model, sh.roll(x, dy, dx)).argmax(1) == labels
+                        for dy, dx in metrics.shift_grid(period)])
+
+
+@torch.no_grad()
+def fractional_shift_predictions(model: nn.Module, x: torch.Tensor, offsets: list[tuple[float, float]]) -> torch.Tensor:
+    """ŷ(T_t x) for every offset t = (ty, tx) px, T = band-limited circular shift (``fourier_shift``,
+    fractions allowed; an integer offset is exactly a roll): (len(offsets), N)."""
+    spectrum = torch.fft.rfft2(x)
+    return torch.stack([inference.predict_logits(model, sh.fourier_shift(x, ty, tx, spectrum)).argmax(1)
+                        for ty, tx in offsets])
+
+
+@torch.no_grad()
+def feature_distance_grid(model: nn.Module, x: torch.Tensor, period: int) -> dict[str, torch.Tensor]:
+    """Per layer l and circular shift D in {0..P-1}^2: mean over images of the cosine distance
+    1 - cos(F_l(roll(x, D)), T_{D/s_l} F_l(x)), T = band-limited shift (``fourier_shift_distance``).
+    Zero at every D that is a multiple of layer l's stride s_l when the net is circular-padded."""
+    model.eval()
+    device = next(model.parameters()).device
+    size = x.shape[-1]
+    x = x.to(device)
+    ref = model.forward_features(x)
+    spectra = [torch.fft.rfft2(r) for _, r in ref]
+    grids = {name: torch.zeros(period, period) for name, _ in ref}
+    for dy, dx in metrics.shift_grid(period):
+        moved = model.forward_features(sh.roll(x, dy, dx))
+        for (name, r), (_, f), spectrum in zip(ref, moved, spectra, strict=True):
+            d = metrics.fourier_shift_distance(f, r, size // f.shape[-1], dy, dx, spectrum)
+            grids[name][dy, dx] = d.mean().item()
+    return grids
+
+
+def layer_strides(model: nn.Module, size: int) -> dict[str, int]:
+    """The stride of every named layer's output relative to a size x size input."""
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        model.eval()
+        feats = model.forward_features(torch.zeros(1, model.cfg.in_channels, size, size, device=device))
+    return {name: size // f.shape[-1] for name, f in feats}

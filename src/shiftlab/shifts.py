@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 SHIFT_KINDS = ("roll", "crop")
@@ -102,3 +104,23 @@ def rotate(x: torch.Tensor, degrees: float | torch.Tensor) -> torch.Tensor:
     affine = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], 1)
     grid = torch.nn.functional.affine_grid(affine, list(x.shape), align_corners=False)
     return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def fourier_shift(f: torch.Tensor, ty: float, tx: float, spectrum: torch.Tensor | None = None) -> torch.Tensor:
+    """Band-limited (sinc) circular shift of the last two axes by (ty, tx) cells, fractions allowed:
+    F^-1[F(f) exp(-2πi (k_y ty / H + k_x tx / W))], real part; the Nyquist bin (even sizes) is kept
+    real (its cosine), so an integer shift is exactly a roll. The shifted spectrum stays Hermitian, so half of it
+    suffices (rfft2 / irfft2). Pass spectrum = rfft2(f) to reuse it."""
+    h, w = f.shape[-2:]
+    ky, kx = torch.fft.fftfreq(h, device=f.device), torch.fft.rfftfreq(w, device=f.device)
+    spectrum = torch.fft.rfft2(f) if spectrum is None else spectrum
+    ramp = _phase_ramp(ky, ty, h)[:, None] * _phase_ramp(kx, tx, w)[None, :]
+    return torch.fft.irfft2(spectrum * ramp, s=(h, w))
+
+
+def _phase_ramp(k: torch.Tensor, t: float, n: int) -> torch.Tensor:
+    """exp(-2πi k t) for the DFT frequencies k (cycles per sample); cos(π t) at the Nyquist bin of even n."""
+    ramp = torch.exp(-2j * torch.pi * k * t)
+    if n % 2 == 0:
+        ramp[n // 2] = math.cos(math.pi * t)
+    return ramp

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import predict_logits
+from .inference import predict_logits
 
 
 def window_cells(model: nn.Module, window: int) -> int:
