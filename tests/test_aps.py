@@ -181,3 +181,18 @@ def test_an_aps_network_checks_its_own_invariance_and_a_maxpool_one_refuses():
     zeros = models.build(models.ModelConfig(downsample="maxaps", padding="zeros")).eval()
     with pytest.raises(ValueError, match="padding='zeros'"):
         zeros.check_shift_invariance(x)
+
+    class FixedPhase(layers.ApsPool):     # plain stride-2 subsampling in APS's place: not invariant
+        def keep(self, z):
+            return z[..., ::self.stride, ::self.stride], torch.zeros(len(z), dtype=torch.long)
+
+    for module in net.modules():
+        if type(module) is layers.ApsPool:
+            module.__class__ = FixedPhase
+    with pytest.raises(AssertionError, match="not invariant to the circular shift"):
+        net.check_shift_invariance(x)
+
+
+def test_aps_check_refuses_a_blur_that_is_not_circular():
+    with pytest.raises(ValueError, match="only circular padding commutes with shifts"):
+        layers.ApsPool(2, 3, pad_mode="reflect").check_invariance(torch.randn(1, 2, 8, 8))

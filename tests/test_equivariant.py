@@ -18,6 +18,11 @@ def test_c8_network_is_invariant_to_90_degree_rotations_and_a_cnn_is_not(seed):
     assert c8.check_invariance(x, atol=1e-5) < 1e-5
     with pytest.raises(ValueError, match="odd sizes"):
         c8.check_invariance(x[..., :32, :32])
+    body = c8.body
+    c8.body = lambda z: body(z) + z[:, :1, :1, :1]     # a term that reads one corner pixel: not rotation invariant
+    with pytest.raises(AssertionError, match="not invariant to a rotation by 90°"):
+        c8.check_invariance(x, atol=1e-5)
+    del c8.body
     with torch.no_grad():
         ref, cnn_ref = c8(x), cnn(x[..., :32, :32])
         for k in (1, 2, 3):

@@ -92,7 +92,7 @@ def test_a_failed_build_warns_and_falls_back(fresh):
     assert torch.equal(ops.dense_max(x), F.max_pool2d(x, 2, 1))
 
 
-def test_a_bad_kernels_setting_names_the_valid_ones(fresh):
+def test_a_bad_accelerator_setting_names_the_valid_ones(fresh):
     fresh.setenv(ops.FAST_ENV, "yes")
     with pytest.raises(ValueError, match="valid: on, off"):
         ops.compiled()

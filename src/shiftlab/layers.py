@@ -1,4 +1,5 @@
-"""Anti-aliased downsampling (Zhang 2019): blur with a fixed binomial filter, then subsample.
+"""Downsampling layers, plain PyTorch: anti-aliased (Zhang 2019: blur with a fixed binomial filter, then subsample)
+and adaptive polyphase sampling (Chaman & Dokmanić 2021: keep the polyphase component of largest norm).
 
 Decompositions (paper notation):
   MaxPool_{2,2}       = Subsample_2 . Max_{2,1}            -> MaxBlurPool = BlurPool_m . Max_{2,1}
@@ -109,9 +110,10 @@ class BlurPool(nn.Module):
         of size m >= 2, A(π) = 0, so the blurred map has no energy at the aliased frequencies (π, 0), (0, π), (π, π)
         and each of its four phases has the same mean: BlurPool followed by global average pooling is exactly shift
         invariant (chapter 7's lattice of S/2). Raises AssertionError, naming the shift, when it exceeds atol."""
-        if self.pad_mode != "circular" or self.stride != 2 or self.filt_size < 2:
-            raise ValueError(f"the check holds for pad_mode='circular', stride 2 and filt_size >= 2; got "
-                             f"pad_mode={self.pad_mode!r}, stride={self.stride}, filt_size={self.filt_size}")
+        if self.pad_mode != "circular" or self.stride != 2 or self.filt_size < 2 or x.shape[-2] % 2 or x.shape[-1] % 2:
+            raise ValueError(f"the check holds for pad_mode='circular', stride 2, filt_size >= 2 and even map sizes; "
+                             f"got pad_mode={self.pad_mode!r}, stride={self.stride}, filt_size={self.filt_size}, "
+                             f"a {x.shape[-2]}x{x.shape[-1]} map")
         ref = self(x).double().mean(dim=(-2, -1))
         worst = 0.0
         for dy in range(self.stride):
@@ -253,7 +255,10 @@ class ApsPool(nn.Module):
         """The largest |APS(roll(x, d)) - roll(APS(x), c)| over every circular shift d = (dy, dx) of one s x s cell,
         where c = floor((p + d) / s) per axis for the phase p = (i, j) APS(x) kept: a circular shift permutes the
         polyphase components, so the same one wins and the output moves by whole cells (Chaman & Dokmanić 2021,
-        the property behind exact invariance). Raises AssertionError, naming the shift, when it exceeds atol."""
+        the property behind exact invariance). Raises AssertionError, naming the shift, when it exceeds atol, and
+        ValueError for a blur that is not circular (then no shift is exact)."""
+        if self.blur is not None and self.blur.pad_mode != "circular":
+            raise ValueError(f"a blur padded with {self.blur.pad_mode!r}: only circular padding commutes with shifts")
         y, phase = self.subsample(x)
         worst = 0.0
         for dy in range(self.stride):

@@ -1,4 +1,6 @@
-"""The summaries chapters compute from their runs, in one place: tidy records in, numbers out.
+"""The experiments' procedures, in one place: every function that runs a model over shifts, positions or frames
+(consistency under random offsets, diagonal paths, S x S output grids, fractional shifts, feature distances, objects
+embedded on a canvas, sequences, APS's phase margins), and the summaries chapters compute from their runs.
 
 A *run* is one trained network measured once: a record (dict or DataFrame row) naming its arm
 (e.g. filter size, padding, augmentation), its seed, and its measurements.

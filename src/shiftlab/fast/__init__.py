@@ -14,9 +14,10 @@ from . import ops
 from .modules import SWAPS, FusedBody
 from .ops import FAST_ENV, compiled, enabled, parallel_threads, torch_ops_only
 
-PLAIN: dict[type, type] = {fast: plain for plain, fast in SWAPS.items()} | {FusedBody: nn.Sequential}
+PLAIN: dict[type, type] = {twin: layer for layer, twin in SWAPS.items()} | {FusedBody: nn.Sequential}
 
-__all__ = ["FAST_ENV", "accelerate", "compiled", "enabled", "ops", "parallel_threads", "plain", "torch_ops_only"]
+__all__ = ["FAST_ENV", "accelerate", "compiled", "enabled", "is_accelerated", "ops", "parallel_threads", "plain",
+           "torch_ops_only"]
 
 
 def accelerate(model: nn.Module) -> nn.Module:
