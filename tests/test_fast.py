@@ -27,6 +27,19 @@ def fresh(monkeypatch):
     ops.compiled.cache_clear()
 
 
+@contextlib.contextmanager
+def _threads(n: int):
+    """torch on n threads within the block, and proof that the compiled ops' at::parallel_for uses them all (it
+    runs on one thread when the extension was built without OpenMP)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        assert ops.parallel_threads() == n, "at::parallel_for did not use torch's threads (OpenMP build?)"
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _maps(dtype, channels_last, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(3, 5, 9, 12, generator=g)
@@ -142,13 +155,8 @@ def test_fused_bn_relu_gives_the_same_numbers_for_any_thread_count():
     x, bn = _bn_case((16, 32, 8, 8), torch.float32)
     runs = []
     for threads in (1, 2):
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            assert ops.parallel_threads() == threads, "at::parallel_for did not use torch's threads (OpenMP build?)"
+        with _threads(threads):
             y, grads, _ = _run(x, copy.deepcopy(bn).train(), True)
-        finally:
-            torch.set_num_threads(before)
         runs.append((y, *grads))
     assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
 
@@ -358,13 +366,8 @@ def test_stem_conv_gives_the_same_numbers_for_any_thread_count():
     assert ops.stem_conv_applies(conv, x)
     runs = []
     for threads in (1, 2):
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            assert ops.parallel_threads() == threads, "at::parallel_for did not use torch's threads (OpenMP build?)"
+        with _threads(threads):
             runs.append(_stem_run(conv, x, autocast=True))
-        finally:
-            torch.set_num_threads(before)
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
 
 
@@ -435,14 +438,9 @@ def test_the_fused_first_block_gives_the_same_numbers_for_any_thread_count():
     assert ops.fused_stem_applies(block[0], block[1], x, True)
     start, runs = copy.deepcopy(block.state_dict()), []
     for threads in (1, 2):
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            assert ops.parallel_threads() == threads, "at::parallel_for did not use torch's threads (OpenMP build?)"
+        with _threads(threads):
             block.load_state_dict(start)
             y, grads, stats = _first_block_run(block, x, True, autocast=True, fused=True)
-        finally:
-            torch.set_num_threads(before)
         runs.append([y, *grads, *stats])
     assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
 

@@ -101,8 +101,11 @@ class BlurPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.filt_size == 1:
             return x[:, :, ::self.stride, ::self.stride]
-        x = pad2d(x, blur_pads(self.filt_size), self.pad_mode)
-        return F.conv2d(x, self.kernel, stride=self.stride, groups=self.channels)
+        return F.conv2d(self.padded(x), self.kernel, stride=self.stride, groups=self.channels)
+
+    def padded(self, x: torch.Tensor) -> torch.Tensor:
+        """x padded by (floor((m-1)/2), ceil((m-1)/2)) per axis in the layer's padding mode."""
+        return pad2d(x, blur_pads(self.filt_size), self.pad_mode)
 
     def check_mean_invariance(self, x: torch.Tensor, atol: float = 1e-5) -> float:
         """The largest |mean(BlurPool(roll(x, d))) - mean(BlurPool(x))| (mean over each image's output map, per

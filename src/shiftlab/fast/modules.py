@@ -9,7 +9,6 @@ from torch import nn
 
 from ..layers import ApsPool, BlurPool, DenseMax, MaxApsPool, MaxBlurPool, blur_pads
 from ..models import ConvBNReLU
-from ..runtime import in_fp32
 from . import ops
 
 
@@ -116,12 +115,8 @@ class FusedBody(nn.Sequential):
 class FastBlurPool(BlurPool):
     """BlurPool with circular padding kept in channels-last memory."""
 
-    @in_fp32
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.filt_size == 1:
-            return x[:, :, ::self.stride, ::self.stride]
-        x = pad2d(x, blur_pads(self.filt_size), self.pad_mode)
-        return F.conv2d(x, self.kernel, stride=self.stride, groups=self.channels)
+    def padded(self, x: torch.Tensor) -> torch.Tensor:
+        return pad2d(x, blur_pads(self.filt_size), self.pad_mode)
 
 
 class FastDenseMax(DenseMax):
