@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import layers
 from ..layers import ApsPool, BlurPool, DenseMax, MaxApsPool, MaxBlurPool, blur_pads
 from ..models import ConvBNReLU
 from . import ops
@@ -61,11 +62,9 @@ def circular_pad(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tens
 
 def pad2d(x: torch.Tensor, pads: tuple[int, int, int, int], mode: str) -> torch.Tensor:
     """layers.pad2d, with circular padding in x's memory format."""
-    if not any(pads):
-        return x
-    if mode == "circular":
+    if mode == "circular" and any(pads):
         return circular_pad(x, pads)
-    return F.pad(x, pads, mode="constant" if mode == "zeros" else mode)
+    return layers.pad2d(x, pads, mode)
 
 
 class FastConv2d(nn.Conv2d):
