@@ -1,14 +1,18 @@
 #!/usr/bin/env python
-"""Print every claim's verdict from a profile's results and check them against what the book states.
+"""Print every claim's and check's verdict from a profile's results and compare them with what the book states.
 
-    python scripts/check_findings.py --profile book [--results DIR] [--record [--agree]]
+    python scripts/check_findings.py --profile book [--results DIR]          # strict: exit 1 on any difference
+    python scripts/check_findings.py --profile book --report                 # the same list, always exit 0
+    python scripts/check_findings.py --profile book --replicate DIR          # compare with a second seed set's run
+    python scripts/check_findings.py --profile book --record                 # state this run's verdicts
 
-One line per claim: REPRODUCED / REVERSED / UNRESOLVED, the measured effect with its 95 % interval,
-and the claim. The book states its verdicts in book/claims.yaml (written by --record after a book
-run); the run exits non-zero when a stated claim was not measured, or a claim stated as reproduced
-or reversed measured otherwise. Claims measured but not stated yet are listed as NEW. --record --agree, after a
-run on another machine, keeps only the verdicts both runs reach (a claim they decide differently was noise: it
-becomes not resolved at this budget).
+One line per finding: its verdict, the measured effect with its 95 % interval, the chapter and the claim. The book
+states its verdicts in book/claims.yaml. The strict check (``make findings``) exits 1 when a stated finding was not
+measured or measured with another verdict; --report prints the same and how many differ, and exits 0 (``make book``
+builds the site whatever the verdicts are). --replicate DIR compares this run with a run on a disjoint set of seeds
+(``make replicate``), per claim, and records the second run's verdicts in book/replication.yaml; --record then states,
+for every claim, the verdict both seed sets reach, and not resolved where they disagree (a check both do not pass
+fails).
 """
 from __future__ import annotations
 
@@ -21,11 +25,20 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from shiftlab import findings  # noqa: E402
+from shiftlab import findings, results  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
 
 CLAIMS = ROOT / "book" / "claims.yaml"
-LABEL = {findings.REPRODUCED: "REPRODUCED", findings.REVERSED: "REVERSED", findings.UNRESOLVED: "UNRESOLVED"}
+REPLICATION = ROOT / "book" / "replication.yaml"
+
+
+def label(verdict: str) -> str:
+    """A verdict in capitals for the terminal ('not resolved at this budget' as UNRESOLVED)."""
+    return "UNRESOLVED" if verdict == findings.UNRESOLVED else verdict.upper()
+
+
+def read_yaml(path: Path) -> dict:
+    return (yaml.safe_load(path.read_text()) or {}) if path and path.exists() else {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,10 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, help="results folder (default: results/<profile>)")
     ap.add_argument("--claims", type=Path,
                     help="the stated verdicts (default: book/claims.yaml for the book profile, none otherwise)")
-    ap.add_argument("--record", action="store_true", help="write the measured verdicts as the stated ones")
-    ap.add_argument("--agree", action="store_true",
-                    help="with --record: where the measured and stated verdicts differ, record "
-                         "'not resolved at this budget'")
+    ap.add_argument("--replication", type=Path, default=REPLICATION,
+                    help="the second seed set's verdicts (default: book/replication.yaml)")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--report", action="store_true", help="print the differences and exit 0")
+    mode.add_argument("--replicate", type=Path, metavar="DIR",
+                      help="compare with the results of a run on a disjoint seed set and record its verdicts")
+    mode.add_argument("--record", action="store_true",
+                      help="state the verdicts this run and the replication (if recorded) agree on")
     args = ap.parse_args(argv)
     folder = args.results or ROOT / "results" / args.profile
     measured = findings.load_all(folder)
@@ -45,29 +62,69 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no verdicts in {folder}: run the notebooks first (make notebooks PROFILE={args.profile})")
         return 2
     for chapter, f in measured:
-        print(f"{LABEL[f.verdict]:<11} {f.interval():<36} {chapter}: {f.claim}  [{f.key}]")
+        print(f"{label(f.verdict):<11} {f.interval():<36} {chapter}: {f.claim}  [{f.key}, {f.family}]")
     found = {f.key: f.verdict for _, f in measured}
+    if args.replicate:
+        return replicate(found, args.replicate, args.replication)
     claims = args.claims or (CLAIMS if args.profile == "book" or args.record else None)
-    if args.agree and not args.record:
-        print("error: --agree only changes what --record writes; pass both")
-        return 2
     if args.record:
-        if args.agree and claims.exists():
-            found = findings.agreed(found, yaml.safe_load(claims.read_text()) or {})
-        body = "# The verdicts the book states (scripts/check_findings.py --record after a book run).\n"
-        atomic_write_bytes(claims, (body + yaml.safe_dump(found, sort_keys=False, allow_unicode=True)).encode())
-        print(f"recorded {len(found)} verdicts in {claims}")
+        second = read_yaml(args.replication).get("verdicts", {})
+        stated = findings.agreed(found, second) if second else found
+        body = ("# The verdicts the book states (scripts/check_findings.py --record after a book run; where "
+                "book/replication.yaml\n# holds a second seed set's verdicts, a finding the two decide differently is "
+                "stated not resolved).\n")
+        atomic_write_bytes(claims, (body + yaml.safe_dump(stated, sort_keys=False, allow_unicode=True)).encode())
+        print(f"recorded {len(stated)} verdicts in {claims}"
+              + (f" ({sum(stated[k] != found[k] for k in stated)} not resolved: the seed sets disagree)" if second
+                 else " (no replication recorded yet: make replicate)"))
         return 0
-    stated = (yaml.safe_load(claims.read_text()) or {}) if claims and claims.exists() else {}
-    failures, new = findings.disagreements(found, stated)
-    for line in failures:
-        print(f"MISMATCH    {line}")
+    stated = read_yaml(claims) if claims else {}
+    differences, new = findings.disagreements(found, stated)
+    for line in differences:
+        print(f"DIFFERS     {line}")
     for key in new if claims else []:
         print(f"NEW         {key}: measured {found[key]!r}, not stated in {claims.name}")
-    print(f"{len(measured)} claims: "
-          + ", ".join(f"{sum(v == x for v in found.values())} {x}" for x in findings.VERDICTS)
-          + (f"; {len(failures)} mismatches with {claims.name}" if claims else ""))
-    return 1 if failures else 0
+    kinds = {f.key: f.kind for _, f in measured}
+    n_claims = sum(k == findings.CLAIM for k in kinds.values())
+    print(f"{n_claims} claims: " + ", ".join(f"{sum(found[k] == v for k in found if kinds[k] == findings.CLAIM)} {v}"
+                                            for v in findings.CLAIM_VERDICTS)
+          + f"; {len(found) - n_claims} checks: "
+          + ", ".join(f"{sum(found[k] == v for k in found if kinds[k] == findings.CHECK)} {v}"
+                      for v in findings.CHECK_VERDICTS))
+    if claims:
+        name = claims.relative_to(ROOT) if claims.is_relative_to(ROOT) else claims
+        print(f"{len(differences)} verdict(s) differ from {name}")
+    return 1 if differences and not args.report else 0
+
+
+def first_seed(folder: Path) -> int | None:
+    """The seed a run's chapters start from (each decides over n_seeds consecutive seeds from it)."""
+    for path in sorted(Path(folder).glob("[0-9][0-9]_*.json")):
+        return results.load(path).get("params", {}).get("seed")
+    return None
+
+
+def replicate(found: dict[str, str], other: Path, record: Path) -> int:
+    """Compare this run's verdicts with those of the run in folder `other` (a disjoint seed set): print each finding's
+    pair, the share that agree, and record the second run's verdicts and the agreement in `record`."""
+    second = {f.key: f.verdict for _, f in findings.load_all(other)}
+    if not second:
+        print(f"no verdicts in {other}: run make replicate first")
+        return 2
+    both = [k for k in found if k in second]
+    agree = [k for k in both if found[k] == second[k]]
+    print()
+    for k in both:
+        print(f"{'agree ' if found[k] == second[k] else 'DIFFER'}  {found[k]:<28} {second[k]:<28} {k}")
+    share = len(agree) / len(both) if both else 0.0
+    print(f"{len(agree)} of {len(both)} findings ({share:.0%}) reach the same verdict on both seed sets; "
+          f"{len(both) - len(agree)} differ and are stated not resolved (a check: fails)")
+    body = "# The second seed set's verdicts (scripts/check_findings.py --replicate after make replicate).\n"
+    doc = {"first_seed": first_seed(other), "agreement": round(share, 4), "agreed": len(agree), "compared": len(both),
+           "verdicts": {k: second[k] for k in both}}
+    atomic_write_bytes(record, (body + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)).encode())
+    print(f"recorded in {record}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 
     python scripts/convergence.py [--epochs 1 2 4 8] [--budget 4] [--seeds 0 1]
 
-Trains (or loads from the model cache) the MaxPool baseline and the MaxBlurPool filter-5 network on the
-full 60k Fashion-MNIST training images, and the canvas VGG-like of Part I on its 40k canvas images, for
+Trains (or loads from the model cache) the MaxPool baseline and the MaxBlurPool filter-5 network on the book
+profile's n_train Fashion-MNIST training images, and the canvas VGG-like of Part I on its canvas images, for
 each number of epochs (each run has its own one-cycle schedule, as the book's models do), evaluates each on
 the 10k test images (the canvas network on test items placed as in its training), for each seed, and writes
 results/convergence.json and the table book/convergence.md that book/reproducing.md includes.
@@ -22,12 +22,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 
-from shiftlab import data, inference, metrics, runtime, zoo  # noqa: E402
+from shiftlab import data, inference, metrics, params, runtime, zoo  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
 
 NETWORKS = {"baseline": "MaxPool", "maxblur5": "MaxBlurPool, filter 5",
             "canvas_vgg": f"VGG-like on the 64-px canvas ({zoo.CANVAS_TRAIN // 1000}k images)"}
-N_TRAIN = 60000
+N_TRAIN = params.load_profile("book", ROOT / "params")["common"]["n_train"]   # the book's training images
 RULE = 1       # point: the budget passes within this distance of the longest run
 
 
@@ -79,8 +79,8 @@ def markdown(acc: Accuracy, budget: int) -> str:
         return f"{points} points ({verdict})"
 
     return ("<!-- written by scripts/convergence.py; do not edit -->\n"
-            f"Test accuracy (%) on the 10,000 Fashion-MNIST test images after training on all 60,000 "
-            f"training images (the canvas network: {zoo.CANVAS_TRAIN:,}, as in the book), "
+            f"Test accuracy (%) on the 10,000 Fashion-MNIST test images after training on {N_TRAIN:,} "
+            f"training images (the canvas network: {min(N_TRAIN, zoo.CANVAS_TRAIN):,}), as in the book, "
             f"trained as the book trains them ({_precision_text()}), "
             f"seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}:\n\n" + "\n".join(lines) +
             f"\n\nThe book trains {budget} epochs. Below the {longest}-epoch accuracy: " +

@@ -157,7 +157,7 @@ def test_every_claim_a_notebook_decides_has_complete_words_and_every_entry_is_us
     assert set(texts["claims"]) - set(claims) == set(), "entries of book/claims_text.yaml no notebook decides"
     for key, uses in claims.items():
         entry = texts["claims"][key]
-        assert all(verdict in entry for verdict in prose.MEANINGS) and entry["claim"] and entry["protocol"], key
+        assert all(verdict in entry for verdict in prose.meanings(entry)) and entry["claim"] and entry["protocol"], key
         for notebook, passed in uses:
             assert passed == prose.names("claims", key), \
                 f"{notebook}: {key} passes {sorted(passed)}, its texts use {sorted(prose.names('claims', key))}"
@@ -231,7 +231,8 @@ def test_a_claim_is_filled_from_its_values(texts):
     assert c == {"key": "ch99_rises_crop_moves", "claim": "Consistency rises from filter 1 to 5 under crop moves moves",
                  "protocol": "circular padding, offsets U{-4..4}²", "paper": "VGG16 +0.70 pp",
                  "means": {"reproduced": "Blurring helps.", "reversed": "Blurring hurts under crop moves moves.",
-                           "not resolved": None}}
+                           "not resolved": None},
+                 "kind": "claim", "primary": False, "margin": None, "expect": "positive"}
     plain = prose.claim("ch99_plain")
     assert plain["paper"] == "" and plain["means"]["reproduced"] == "Blurring helps."
     assert prose.names("claims", "ch99_rises_{move}") == {"move", "m_lo", "m_hi", "gain"}
@@ -262,7 +263,17 @@ def test_outcome_variants_and_items(texts):
     ("  ch99_x:\n    claim: c\n    protocol: p\n    reproduced: r\n    reversed: r\n", r"lacks \['not resolved'\]"),
     ("  ch99_x:\n    claim: c\n    protocol: p\n    reproduced: r\n    reversed: r\n    not resolved: n\n"
      "    means: m\n",
-     "unknown fields \\['means'\\]; valid: claim, protocol, paper, items, reproduced, reversed, not resolved"),
+     "unknown fields \\['means'\\]; valid: claim, protocol, paper, items, kind, primary, margin, expect, reproduced, "
+     "reversed, not resolved"),
+    ("  ch99_x:\n    kind: check\n    claim: c\n    protocol: p\n    reproduced: r\n    passes: p\n    fails: f\n",
+     r"unknown fields \['reproduced'\]; valid: .*passes, fails"),
+    ("  ch99_x:\n    kind: test\n    claim: c\n    protocol: p\n", "kind 'test' is unknown; valid: claim, check"),
+    ("  ch99_x:\n    kind: check\n    primary: true\n    claim: c\n    protocol: p\n    passes: p\n    fails: f\n",
+     "primary is a field of a claim, and this entry is a check"),
+    ("  ch99_x:\n    margin: -1\n    claim: c\n    protocol: p\n", "margin is a positive number"),
+    ("  ch99_x:\n    margin: 0.005\n    claim: c\n    protocol: p\n    reproduced: r\n    reversed: r\n"
+     "    not resolved: n\n", r"unknown fields \['reproduced', 'reversed'\]; valid: .*equivalent, better, worse, "
+                               "not resolved"),
     ("  ch99_x:\n    claim: c {}\n    protocol: p\n    reproduced: r\n    reversed: r\n    not resolved: n\n",
      "placeholders are named values"),
     ("  ch99_x:\n    claim: U{-4..4}\n    protocol: p\n    reproduced: r\n    reversed: r\n    not resolved: n\n",

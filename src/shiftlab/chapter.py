@@ -30,9 +30,11 @@ def parameter_table(cfg: SimpleNamespace) -> pd.DataFrame:
     return pd.Series({k: v for k, v in vars(cfg).items() if not k.endswith("_dir")}, name="value").to_frame()
 
 
-def load_test_set(cfg: SimpleNamespace, size: int = 32) -> tuple[data.Split, torch.Tensor]:
-    """The profile's fixed test subset (n_test items of its dataset, seed) and its images padded to size x size."""
-    test = data.load(getattr(cfg, "dataset", "fashion_mnist"), "test").subset(cfg.n_test, cfg.seed)
+def load_test_set(cfg: SimpleNamespace, size: int = 32, seed: int | None = None) -> tuple[data.Split, torch.Tensor]:
+    """A test subset (n_test items of the profile's dataset, drawn with seed, default the chapter's) and its images
+    padded to size x size. A chapter that decides a claim by seed scores seed s on the subset drawn with s."""
+    seed = cfg.seed if seed is None else seed
+    test = data.load(getattr(cfg, "dataset", "fashion_mnist"), "test").subset(cfg.n_test, seed)
     return test, test.as_float(size)
 
 
@@ -74,6 +76,21 @@ class Run:
         self.started = time.perf_counter()
         self.train_seconds: dict[str, float] = {}
         self.found: dict[str, findings.Finding] = {}
+        self._test_sets: dict[tuple[int, int], tuple[data.Split, torch.Tensor]] = {}
+
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds a claim about training is decided over: n_seeds consecutive seeds from the chapter's seed (one
+        when the chapter has no n_seeds). Seed s trains every arm and scores it on ``test_set(s)``."""
+        return list(range(self.cfg.seed, self.cfg.seed + getattr(self.cfg, "n_seeds", 1)))
+
+    def test_set(self, seed: int | None = None, size: int = 32) -> tuple[data.Split, torch.Tensor]:
+        """The test subset drawn with seed (default: the chapter's) and its images padded to size x size
+        (``load_test_set``), loaded once per seed and size."""
+        seed = self.cfg.seed if seed is None else seed
+        if (seed, size) not in self._test_sets:
+            self._test_sets[(seed, size)] = load_test_set(self.cfg, size, seed)
+        return self._test_sets[(seed, size)]
 
     def prepare(self, names: list[str], seeds=None) -> int:
         """Train, side by side, the zoo models the chapter will ask for (names x seeds, default: the chapter's seed)
@@ -100,7 +117,15 @@ class Run:
         return evalcache.cached(self.cfg.cache_dir, infos, measurement, self.protocol(*names, **values), compute)
 
     def verdicts(self, found: list) -> pd.DataFrame:
-        """Glue the findings (``verdicts``), keep them for the results file, and return the reader's table."""
+        """Adjust the primary claims among the findings as the chapter's family (Holm, ``findings.adjust``), glue them
+        (``verdicts``), keep them for the results file, and return the reader's table. A chapter decides all its
+        primary claims in one call, so that the family is whole (a call that repeats the same keys replaces them)."""
+        found = findings.adjust(found)
+        primary = {f.key for f in found if f.family == "primary"}
+        earlier = {k for k, f in self.found.items() if f.family == "primary"}
+        if primary and earlier and primary != earlier:
+            raise ValueError(f"primary claims {sorted(earlier)} were decided in an earlier call, {sorted(primary)} "
+                             "in this one: decide all primary claims of a chapter in one run.verdicts call")
         self.found.update({f.key: f for f in found})
         return verdicts(found)
 

@@ -1,20 +1,43 @@
-"""One verdict rule for every claim: an effect, its 95 % interval, and reproduced / reversed / not resolved.
+"""One verdict rule for every claim: an effect, its 95 % interval, a p-value, and a verdict chosen by them.
 
-An effect is signed so that a positive value is the direction the paper claims. Its interval is a
-paired Student-t interval over seeds where the design pairs networks by seed (every arm of a seed
-shares initialisation and training subset), or a percentile bootstrap over test images where one
-pair of models (or one model under two conditions) is compared on the same images. The verdict is
-*reproduced* when the whole interval is above zero, *reversed* when it is below, and *not resolved
-at this budget* when it contains zero. A finding's words (its claim, protocol, the paper's result and what each
-verdict means) come from the book's text file (``prose``), filled with values the notebook passes; chapters glue the
-verdict and the meaning it selects, so no conclusion is typed in a notebook. ``save_all`` / ``load_all`` carry the
-findings to the summary chapter and ``scripts/check_findings.py``.
+An effect is signed so that a positive value is the direction the paper claims. Each entry of the book's text file
+(``prose``) is one of three kinds:
+
+- a **claim**, a comparison that could come out either way: *reproduced* when it is decided in the claimed direction,
+  *reversed* when decided against it, *not resolved at this budget* otherwise;
+- an **equivalence claim** ("keeps accuracy"), a claim with a margin δ: *equivalent* when two one-sided tests at
+  5 % put the effect inside (-δ, δ) (TOST; Schuirmann 1987), else *better* / *worse* when the 95 % interval is
+  above / below zero, else *not resolved*;
+- a **check**, an existence or by-construction measurement: it *passes* when the interval is above zero (or, for a
+  check that expects zero, contains it) and *fails* otherwise; checks are reported apart and never counted as
+  reproductions.
+
+**Intervals.** A claim about training (network A vs network B, with or without augmentation) is decided *by seed*:
+seed s trains every arm with its own initialisation, training order and training subset, and scores them on its
+own test images with its own shift offsets, so the per-seed effects d_1..d_n are independent draws of everything
+that varies between two runs of the experiment (training and the images scored). The interval is Student's
+mean ± t_{0.975, n-1} sd/√n over them. We chose it over a two-level bootstrap (seeds, then images within a seed)
+because with n = 5 seeds a bootstrap over seeds undercovers (its percentile interval ignores the n - 1 degrees of
+freedom), while the t interval over per-seed effects is exact for normal effects and close for the bounded
+averages measured here; ``tests/test_findings.py`` measures both coverages on synthetic data where the truth is
+known. A claim about one fixed network (an exactness check, a filter's response) may be decided *by image*: a
+percentile bootstrap of the mean over test images.
+
+**Multiplicity.** The claims a chapter marks primary form its family: their p-values (two-sided; for an equivalence
+claim the TOST p-value) are adjusted by Holm's step-down method (Holm 1979; ``adjust``) and a primary claim is decided
+only when its adjusted p-value is below 5 %. Other claims are exploratory and keep their unadjusted verdict; the
+summary chapter says which is which.
+
+A finding's words (its claim, protocol, the paper's result and what each verdict means) come from the book's text file,
+filled with values the notebook passes; chapters glue the verdict and the meaning it selects, so no conclusion is
+typed in a notebook. ``save_all`` / ``load_all`` carry the findings to the summary chapter and
+``scripts/check_findings.py``.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +45,17 @@ import pandas as pd
 
 from . import prose, results
 
+ALPHA = 0.05
 REPRODUCED, REVERSED, UNRESOLVED = "reproduced", "reversed", "not resolved at this budget"
-VERDICTS = (REPRODUCED, REVERSED, UNRESOLVED)
+EQUIVALENT, BETTER, WORSE = "equivalent", "better", "worse"
+PASSES, FAILS = "passes", "fails"
+CLAIM, CHECK = "claim", "check"
+CLAIM_VERDICTS = (REPRODUCED, REVERSED, EQUIVALENT, BETTER, WORSE, UNRESOLVED)
+CHECK_VERDICTS = (PASSES, FAILS)
+VERDICTS = CLAIM_VERDICTS + CHECK_VERDICTS
+SUPPORTS = (REPRODUCED, EQUIVALENT, BETTER)       # a claim's verdicts that agree with the paper
 UNITS = {"pp": "percentage points", "": ""}
-BY_NAME = dict(zip(prose.MEANINGS, VERDICTS, strict=True))   # each verdict by its name in the text file
+BY_NAME = {"not resolved": UNRESOLVED, **{v: v for v in VERDICTS if v != UNRESOLVED}}   # by its name in the text file
 
 
 def verdict(low: float, high: float) -> str:
@@ -37,13 +67,17 @@ def verdict(low: float, high: float) -> str:
     return UNRESOLVED
 
 
-def _t_cdf(t: float, df: int) -> float:
-    """Student-t CDF at t >= 0: 1/2 + ∫_0^t density, by Simpson's rule on 2000 panels."""
-    grid = np.linspace(0.0, t, 2001)
+def t_cdf(t: float, df: int) -> float:
+    """Student-t CDF: 1/2 ± ∫_0^|t| density, by Simpson's rule on 2000 panels (a tail beyond |t| = 1000 is 0)."""
+    if math.isinf(t):
+        return 1.0 if t > 0 else 0.0
+    a = min(abs(t), 1000.0)
+    grid = np.linspace(0.0, a, 2001)
     log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
     dens = np.exp(log_c - (df + 1) / 2 * np.log1p(grid ** 2 / df))
-    h = t / 2000
-    return 0.5 + h / 3 * (dens[0] + dens[-1] + 4 * dens[1:-1:2].sum() + 2 * dens[2:-1:2].sum())
+    h = a / 2000
+    half = h / 3 * (dens[0] + dens[-1] + 4 * dens[1:-1:2].sum() + 2 * dens[2:-1:2].sum())
+    return float(min(1.0, max(0.0, 0.5 + half if t >= 0 else 0.5 - half)))
 
 
 def t_quantile(df: int, q: float = 0.975) -> float:
@@ -53,7 +87,7 @@ def t_quantile(df: int, q: float = 0.975) -> float:
     lo, hi = 0.0, 1000.0
     for _ in range(60):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _t_cdf(mid, df) < q else (lo, mid)
+        lo, hi = (mid, hi) if t_cdf(mid, df) < q else (lo, mid)
     return (lo + hi) / 2
 
 
@@ -67,18 +101,62 @@ def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def bootstrap_interval(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """(mean, low, high): mean over items and the 2.5 / 97.5 % percentiles of its bootstrap resamples."""
+def t_tests(values: Sequence[float], margin: float | None = None) -> tuple[float, float | None]:
+    """(p, p_equivalence) of the mean of values: the two-sided one-sample t test of mean = 0, and, given a margin δ,
+    the TOST p-value max(P(T ≥ (m + δ)/se), P(T ≤ (m - δ)/se)) for |mean| < δ (None without a margin); both 1 when
+    n < 2. A spread of zero decides by the mean alone."""
+    v = np.asarray(values, dtype=float)
+    n, mean = len(v), float(v.mean())
+    if n < 2:
+        return 1.0, None if margin is None else 1.0
+    se = float(v.std(ddof=1)) / math.sqrt(n)
+    if se == 0:
+        p = 1.0 if mean == 0 else 0.0
+        return p, None if margin is None else (0.0 if abs(mean) < margin else 1.0)
+    p = 2 * (1 - t_cdf(abs(mean) / se, n - 1))
+    if margin is None:
+        return p, None
+    return p, max(1 - t_cdf((mean + margin) / se, n - 1), t_cdf((mean - margin) / se, n - 1))
+
+
+def bootstrap_means(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """n_boot means of resamples (with replacement) of values."""
     v = np.asarray(values, dtype=float)
     rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(v.mean()), float(low), float(high)
+    return v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1)
+
+
+def bootstrap_interval(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): mean over items and the 2.5 / 97.5 % percentiles of its bootstrap resamples."""
+    low, high = np.percentile(bootstrap_means(values, n_boot, seed), [2.5, 97.5])
+    return float(np.mean(values)), float(low), float(high)
+
+
+def bootstrap_tests(values: Sequence[float], margin: float | None = None, n_boot: int = 2000,
+                    seed: int = 0) -> tuple[float, float | None]:
+    """(p, p_equivalence) from the bootstrap means: p = 2 min(P*(mean ≤ 0), P*(mean ≥ 0)), and given a margin δ
+    max(P*(mean ≤ -δ), P*(mean ≥ δ)) (None without one)."""
+    means = bootstrap_means(values, n_boot, seed)
+    p = min(1.0, 2 * min(float((means <= 0).mean()), float((means >= 0).mean())))
+    if margin is None:
+        return p, None
+    return p, max(float((means <= -margin).mean()), float((means >= margin).mean()))
+
+
+def holm(ps: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values: sorted ascending, p_(i) becomes max_{j ≤ i} min(1, (m - j + 1) p_(j))."""
+    order = np.argsort(ps, kind="stable")
+    adjusted, running = [1.0] * len(ps), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(ps) - rank) * float(ps[i])))
+        adjusted[i] = running
+    return adjusted
 
 
 @dataclass(frozen=True)
 class Finding:
-    """A claim decided by the verdict rule: effect (positive = the claimed direction) and its 95 % interval."""
+    """A claim, equivalence claim or check, decided by the verdict rule: effect (positive = the claimed direction),
+    its 95 % interval, its p-values, and for a primary claim the p-value adjusted within its chapter's family."""
 
     key: str
     claim: str
@@ -90,17 +168,50 @@ class Finding:
     protocol: str = ""
     paper: str = ""
     means: dict[str, str] = field(default_factory=dict)
+    kind: str = CLAIM
+    primary: bool = False
+    margin: float | None = None
+    expect: str = "positive"
+    p: float | None = None
+    p_equivalence: float | None = None
+    p_adjusted: float | None = None
+    n: int | None = None
 
     def __post_init__(self):
         if self.unit not in UNITS:
             raise ValueError(f"unit {self.unit!r} is unknown; valid: {', '.join(map(repr, UNITS))}")
-        missing = set(self.means) - set(VERDICTS)
+        if self.kind not in (CLAIM, CHECK):
+            raise ValueError(f"kind {self.kind!r} is unknown; valid: {CLAIM!r}, {CHECK!r}")
+        missing = set(self.means) - set(self.verdicts())
         if missing:
-            raise ValueError(f"means has keys {sorted(missing)}; valid: {', '.join(VERDICTS)}")
+            raise ValueError(f"means has keys {sorted(missing)}; valid: {', '.join(self.verdicts())}")
+
+    def verdicts(self) -> tuple[str, ...]:
+        """The verdicts this finding can reach."""
+        if self.kind == CHECK:
+            return CHECK_VERDICTS
+        if self.margin is not None:
+            return EQUIVALENT, BETTER, WORSE, UNRESOLVED
+        return REPRODUCED, REVERSED, UNRESOLVED
+
+    @property
+    def family(self) -> str:
+        """'check', 'primary' or 'exploratory'."""
+        return CHECK if self.kind == CHECK else "primary" if self.primary else "exploratory"
 
     @property
     def verdict(self) -> str:
-        return verdict(self.low, self.high)
+        if self.kind == CHECK:
+            passed = self.low <= 0 <= self.high if self.expect == "zero" else self.low > 0
+            return PASSES if passed else FAILS
+        significant = self.p_adjusted is None or self.p_adjusted < ALPHA
+        if self.margin is not None:
+            p_eq = self.p_adjusted if self.p_adjusted is not None else self.p_equivalence
+            if p_eq is not None and p_eq < ALPHA:
+                return EQUIVALENT
+            return BETTER if self.low > 0 else WORSE if self.high < 0 else UNRESOLVED
+        decided = verdict(self.low, self.high)
+        return decided if significant else UNRESOLVED
 
     def _fmt(self, v: float) -> str:
         if math.isinf(v):
@@ -112,44 +223,74 @@ class Finding:
         unit = f" {self.unit}" if self.unit else ""
         return f"{self._fmt(self.effect)}{unit} [{self._fmt(self.low)}, {self._fmt(self.high)}]"
 
+    def margin_text(self) -> str:
+        """The equivalence margin in the finding's unit ('±0.50 pp'), or '' for a claim without one."""
+        if self.margin is None:
+            return ""
+        return f"±{100 * self.margin:.2f} pp" if self.unit == "pp" else f"±{self.margin:.3g}"
+
     def sentence(self) -> str:
-        """'<claim>: <verdict> (effect +x pp, 95 % interval [a, b], <method>).'"""
-        return f"{self.claim}: {self.verdict} (effect {self.interval()}, 95 % interval, {self.method})."
+        """'<claim>: <verdict> (effect +x pp, 95 % interval [a, b], <method>[, margin ±δ][, Holm p]).'"""
+        extra = f", margin {self.margin_text()}" if self.margin is not None else ""
+        if self.p_adjusted is not None:
+            extra += f", Holm-adjusted p = {self.p_adjusted:.2g}"
+        return f"{self.claim}: {self.verdict} (effect {self.interval()}, 95 % interval, {self.method}{extra})."
 
     def meaning(self) -> str:
         """The chapter's interpretation for the verdict measured (its sentence when none is given)."""
         return self.means.get(self.verdict, self.sentence())
 
 
-def decided(key: str, values: dict, effect: float, low: float, high: float, method: str, unit: str = "pp") -> Finding:
-    """The finding of claim `key` of the book's text file, its texts filled with values, for a measured effect and
-    interval (the finding's key is the claim key filled; a meaning left empty there is not stored, so the finding's
-    sentence stands for it)."""
+def decided(key: str, values: dict, effect: float, low: float, high: float, method: str, unit: str = "pp",
+            tests: tuple[float, float | None] | None = None, n: int | None = None) -> Finding:
+    """The finding of entry `key` of the book's text file, its texts filled with values, for a measured effect, its
+    interval and its (p, p_equivalence) (the finding's key is the claim key filled; a meaning left empty there is not
+    stored, so the finding's sentence stands for it)."""
     text = prose.claim(key, values)
     means = {BY_NAME[name]: meaning for name, meaning in text["means"].items() if meaning is not None}
+    p, p_eq = tests if tests is not None else (None, None)
     return Finding(text["key"], text["claim"], effect, low, high, method, unit=unit, protocol=text["protocol"],
-                   paper=text["paper"], means=means)
+                   paper=text["paper"], means=means, kind=text["kind"], primary=text["primary"],
+                   margin=text["margin"], expect=text["expect"], p=p, p_equivalence=p_eq, n=n)
 
 
 def by_seed(key: str, differences: Sequence[float], unit: str = "pp", **values) -> Finding:
-    """The finding of claim `key` from per-seed paired differences (arm B - arm A at the same seed): t interval,
-    n - 1 df; values fill the claim's texts."""
+    """The finding of entry `key` from per-seed effects (arm B - arm A at the same seed, each seed on its own test
+    images and shift offsets): t interval and t tests on n - 1 df; values fill the entry's texts."""
+    margin = prose.claim(key, values)["margin"]
     mean, low, high = t_interval(differences)
-    return decided(key, values, mean, low, high, f"paired by seed, t interval, n = {len(differences)}", unit)
+    return decided(key, values, mean, low, high, f"by seed, t interval, n = {len(differences)}", unit,
+                   t_tests(differences, margin), len(differences))
 
 
 def by_image(key: str, differences: Sequence[float], seed: int = 0, item: str = "image", unit: str = "pp",
              **values) -> Finding:
-    """The finding of claim `key` from per-item paired differences (an item: a test image, or e.g. a scene of
-    several): percentile bootstrap of their mean over the items; values fill the claim's texts."""
+    """The finding of entry `key` from per-item paired differences of one fixed network (an item: a test image, or
+    e.g. a scene of several): percentile bootstrap of their mean over the items; values fill the entry's texts."""
+    margin = prose.claim(key, values)["margin"]
     mean, low, high = bootstrap_interval(differences, seed=seed)
-    return decided(key, values, mean, low, high, f"paired by {item}, bootstrap, n = {len(differences)}", unit)
+    return decided(key, values, mean, low, high, f"paired by {item}, bootstrap, n = {len(differences)}", unit,
+                   bootstrap_tests(differences, margin, seed=seed), len(differences))
+
+
+def adjust(found: Sequence[Finding]) -> list[Finding]:
+    """The findings with the primary claims' p-values Holm-adjusted as one family (for an equivalence claim its TOST
+    p-value); the others unchanged."""
+    family = [i for i, f in enumerate(found) if f.kind == CLAIM and f.primary]
+    ps = [found[i].p_equivalence if found[i].margin is not None else found[i].p for i in family]
+    ps = [1.0 if p is None else p for p in ps]
+    out = list(found)
+    for i, p_adj in zip(family, holm(ps), strict=True):
+        out[i] = replace(found[i], p_adjusted=p_adj)
+    return out
 
 
 def table(found: Sequence[Finding]) -> pd.DataFrame:
-    """A reader's table: the claim in words, the paper's result, ours with its interval, verdict, method."""
+    """A reader's table: the claim in words, the paper's result, ours with its interval, verdict, kind, method."""
     return pd.DataFrame([{"claim": f.claim, "paper": f.paper or "–", "measured (95 % interval)": f.interval(),
-                          "verdict": f.verdict, "method": f.method} for f in found]).set_index("claim")
+                          "verdict": f.verdict, "kind": f.family + (f", margin {f.margin_text()}" if f.margin else ""),
+                          "method": f.method + ("" if f.p_adjusted is None else f", Holm p = {f.p_adjusted:.2g}")}
+                         for f in found]).set_index("claim")
 
 
 def save_all(found: Sequence[Finding]) -> list[dict]:
@@ -168,10 +309,11 @@ def _finite_or_none(v: float) -> float | None:
 
 def from_record(record: dict) -> Finding:
     """A Finding from a record written by ``save_all`` (the stored verdict is recomputed, not trusted)."""
-    fields = {k: v for k, v in record.items() if k != "verdict"}
-    fields["low"] = -math.inf if fields["low"] is None else fields["low"]
-    fields["high"] = math.inf if fields["high"] is None else fields["high"]
-    return Finding(**fields)
+    known = {f.name for f in fields(Finding)}
+    values = {k: v for k, v in record.items() if k in known}
+    values["low"] = -math.inf if values["low"] is None else values["low"]
+    values["high"] = math.inf if values["high"] is None else values["high"]
+    return Finding(**values)
 
 
 def load_all(results_dir: str | Path) -> list[tuple[str, Finding]]:
@@ -184,16 +326,37 @@ def load_all(results_dir: str | Path) -> list[tuple[str, Finding]]:
 
 
 def disagreements(found: dict[str, str], stated: dict[str, str]) -> tuple[list[str], list[str]]:
-    """(failures, new): failures are claims the book states that were not measured, and claims stated
-    reproduced or reversed that measured otherwise; new are measured claims the book does not state yet."""
-    failures = [f"{k}: stated {v!r}, not measured" for k, v in stated.items() if k not in found]
-    failures += [f"{k}: stated {v!r}, measured {found[k]!r}" for k, v in stated.items()
-                 if k in found and v != UNRESOLVED and found[k] != v]
+    """(differences, new): claims the book states that were not measured, and claims measured with another verdict
+    than stated; new are measured claims the book does not state yet."""
+    differences = [f"{k}: stated {v!r}, not measured" for k, v in stated.items() if k not in found]
+    differences += [f"{k}: stated {v!r}, measured {found[k]!r}" for k, v in stated.items()
+                    if k in found and found[k] != v]
     new = [k for k in found if k not in stated]
-    return failures, new
+    return differences, new
 
 
 def agreed(found: dict[str, str], stated: dict[str, str]) -> dict[str, str]:
-    """The verdicts two runs share (two machines, or two seeds): a claim they decide differently was noise and is
-    not resolved; a claim only one run measured keeps that run's verdict."""
-    return {k: v if stated.get(k, v) == v else UNRESOLVED for k, v in found.items()}
+    """The verdicts two runs share (two seed sets, or two machines): a claim they decide differently was noise and is
+    not resolved (a check they decide differently fails); a claim only one run measured keeps that run's verdict."""
+    return {k: v if stated.get(k, v) == v else (FAILS if v in CHECK_VERDICTS else UNRESOLVED)
+            for k, v in found.items()}
+
+
+def summary(measured: Sequence[tuple[str, Finding]], stated: dict[str, str], second: dict[str, str]) -> pd.DataFrame:
+    """One row per finding of a run: chapter number, claim, family, margin, measured effect and interval, Holm p, this
+    run's verdict, the second seed set's verdict (``second``: book/replication.yaml, '–' when not run), whether they
+    agree, the verdict both reach (``agreed``), the verdict book/claims.yaml states, and whether this run differs
+    from it."""
+    rows = []
+    for chapter, f in measured:
+        other = second.get(f.key)
+        both = agreed({f.key: f.verdict}, {f.key: other} if other else {})[f.key]
+        rows.append({"chapter": int(chapter[:2]), "claim": f.claim, "key": f.key, "kind": f.family,
+                     "margin": f.margin_text() or "–", "paper": f.paper or "–",
+                     "measured (95 % interval)": f.interval(),
+                     "Holm p": "–" if f.p_adjusted is None else f"{f.p_adjusted:.2g}", "this run": f.verdict,
+                     "second seed set": other or "–",
+                     "replication": "not run" if other is None else "agrees" if other == f.verdict else "differs",
+                     "both seed sets": both, "stated": stated.get(f.key, "–"),
+                     "differs from stated": f.key in stated and stated[f.key] != f.verdict})
+    return pd.DataFrame(rows)

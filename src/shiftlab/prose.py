@@ -1,9 +1,19 @@
 """The book's words for what it measures, kept in one text file beside the notebooks: book/claims_text.yaml.
 
-Two sections. ``claims``: for every claim key the claim sentence, its protocol, the paper's result (optional) and
-what each verdict means (``reproduced``, ``reversed``, ``not resolved``; a meaning left empty, ``~``, is the
-finding's own sentence). ``outcomes``: for every text a chapter glues under a name, one variant per outcome the
-notebook computes (e.g. ``exact`` / ``inexact``). Every text is a ``str.format`` template filled from values the
+Two sections. ``claims``: for every claim key the claim sentence, its protocol, the paper's result (optional), its
+kind and what each of its verdicts means (a meaning left empty, ``~``, is the finding's own sentence). Three kinds:
+
+- a *claim* (the default), a comparison that could come out either way: ``reproduced``, ``reversed``,
+  ``not resolved``; ``primary: true`` marks one of the papers' central claims (corrected for multiplicity within its
+  chapter, ``findings.adjust``), the others are exploratory;
+- an *equivalence claim*, a claim with a ``margin`` (in the finding's unit, e.g. 0.005 = 0.5 points): "keeps
+  accuracy", decided by two one-sided tests: ``equivalent``, ``better``, ``worse``, ``not resolved``;
+- a *check* (``kind: check``), an existence or by-construction measurement reported with its value and never counted
+  as a reproduction: ``passes``, ``fails``; it passes when the interval is above zero (``expect: positive``, the
+  default) or contains zero (``expect: zero``).
+
+``outcomes``: for every text a chapter glues under a name, one variant per outcome the notebook computes (e.g.
+``exact`` / ``inexact``). Every text is a ``str.format`` template filled from values the
 notebook passes by name (``{m_hi}``, ``{gap:.1e}``; a literal brace is doubled). A claim key may itself hold
 placeholders (``ch08_flips_fall_{move}``): the finding's key is the key filled, every character other than a letter,
 digit or underscore replaced by an underscore. An entry's ``items`` gives, for a placeholder whose value is a list of
@@ -24,9 +34,14 @@ import yaml
 from .runtime import project_root
 
 TEXT_FILE = Path("book") / "claims_text.yaml"
-MEANINGS = ("reproduced", "reversed", "not resolved")   # the verdicts' names in the file
+KINDS = ("claim", "check")
+EXPECTS = ("positive", "zero")                          # a check passes when its interval is above zero / contains it
+# the verdicts' names in the file, by the kind of entry
+MEANINGS = {"claim": ("reproduced", "reversed", "not resolved"),
+            "equivalence": ("equivalent", "better", "worse", "not resolved"),
+            "check": ("passes", "fails")}
 CLAIM_FIELDS = ("claim", "protocol")                     # required texts of a claim
-OPTIONAL_FIELDS = ("paper", "items")
+OPTIONAL_FIELDS = ("paper", "items", "kind", "primary", "margin", "expect")
 SECTIONS = ("claims", "outcomes")
 
 
@@ -75,22 +90,48 @@ def _load(file: Path, mtime_ns: int) -> dict:
     return doc
 
 
+def meanings(entry: dict) -> tuple[str, ...]:
+    """The verdict names an entry of the claims section gives meanings for: by its kind, and for a claim with a
+    margin the equivalence verdicts."""
+    kind = entry.get("kind", "claim")
+    return MEANINGS["check" if kind == "check" else "equivalence" if "margin" in entry else "claim"]
+
+
+def _check_kind(where: str, entry: dict) -> None:
+    kind = entry.get("kind", "claim")
+    if kind not in KINDS:
+        raise ProseError(f"{where}: kind {kind!r} is unknown; valid: {', '.join(KINDS)}")
+    only = {"primary": "claim", "margin": "claim", "expect": "check"}
+    for field, owner in only.items():
+        if field in entry and kind != owner:
+            raise ProseError(f"{where}: {field} is a field of a {owner}, and this entry is a {kind}")
+    if not isinstance(entry.get("primary", False), bool):
+        raise ProseError(f"{where}: primary is true or false")
+    margin = entry.get("margin", 1.0)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0:
+        raise ProseError(f"{where}: margin is a positive number in the finding's unit, got {margin!r}")
+    if entry.get("expect", "positive") not in EXPECTS:
+        raise ProseError(f"{where}: expect {entry['expect']!r} is unknown; valid: {', '.join(EXPECTS)}")
+
+
 def _check_claim(file: Path, key: str, entry) -> None:
     where = f"{file}: claim {key!r}"
     if not isinstance(entry, dict):
         raise ProseError(f"{where} is not a mapping of texts")
-    valid = (*CLAIM_FIELDS, *OPTIONAL_FIELDS, *MEANINGS)
+    _check_kind(where, entry)
+    verdicts = meanings(entry)
+    valid = (*CLAIM_FIELDS, *OPTIONAL_FIELDS, *verdicts)
     unknown = [k for k in entry if k not in valid]
-    missing = [k for k in (*CLAIM_FIELDS, *MEANINGS) if k not in entry]
+    missing = [k for k in (*CLAIM_FIELDS, *verdicts) if k not in entry]
     if unknown:
         raise ProseError(f"{where} has unknown fields {unknown}; valid: {', '.join(valid)}")
     if missing:
-        raise ProseError(f"{where} lacks {missing} (every claim has {', '.join((*CLAIM_FIELDS, *MEANINGS))}; "
+        raise ProseError(f"{where} lacks {missing} (this entry has {', '.join((*CLAIM_FIELDS, *verdicts))}; "
                          f"a meaning may be ~, the finding's own sentence)")
     for field in (*CLAIM_FIELDS, "paper"):
         if field in entry and not isinstance(entry[field], str):
             raise ProseError(f"{where}: {field} is not a text")
-    for verdict in MEANINGS:
+    for verdict in verdicts:
         if entry[verdict] is not None and not isinstance(entry[verdict], str):
             raise ProseError(f"{where}: {verdict!r} is neither a text nor ~")
     _check_items(where, entry)
@@ -120,8 +161,8 @@ def _check_items(where: str, entry: dict) -> None:
 
 def _texts(entry: dict) -> list[str]:
     """Every template of an entry that values fill (meanings left empty excluded; item templates are filled by the
-    items)."""
-    return [t for k, t in entry.items() if k != "items" and isinstance(t, str)]
+    items; the kind and the check's expectation are names, not texts)."""
+    return [t for k, t in entry.items() if k not in ("items", "kind", "expect") and isinstance(t, str)]
 
 
 def _fields(template: str, where: str) -> set[str]:
@@ -176,9 +217,9 @@ def names(section: str, key: str, file: str | Path | None = None) -> set[str]:
 
 
 def claim(key: str, values: dict | None = None, file: str | Path | None = None) -> dict:
-    """The texts of claim `key` filled with values: {"key", "claim", "protocol", "paper", "means"}, where key is the
-    finding's key (the claim key filled) and means maps each verdict name of the file to its text (None: the finding's
-    own sentence)."""
+    """The texts of claim `key` filled with values: {"key", "claim", "protocol", "paper", "means", "kind", "primary",
+    "margin", "expect"}, where key is the finding's key (the claim key filled), means maps each verdict name of the
+    entry to its text (None: the finding's own sentence), margin is None for a claim without one."""
     values = dict(values or {})
     claims = load(file)["claims"]
     if key not in claims:
@@ -189,8 +230,10 @@ def claim(key: str, values: dict | None = None, file: str | Path | None = None) 
     texts = {field: _fill(entry.get(field, ""), values, items, f"{where} ({field})")
              for field in (*CLAIM_FIELDS, "paper")}
     means = {verdict: None if entry[verdict] is None else _fill(entry[verdict], values, items, f"{where} ({verdict})")
-             for verdict in MEANINGS}
-    return {"key": re.sub(r"\W", "_", _fill(key, values, {}, where)), **texts, "means": means}
+             for verdict in meanings(entry)}
+    return {"key": re.sub(r"\W", "_", _fill(key, values, {}, where)), **texts, "means": means,
+            "kind": entry.get("kind", "claim"), "primary": entry.get("primary", False), "margin": entry.get("margin"),
+            "expect": entry.get("expect", "positive")}
 
 
 def outcome(name: str, outcome: str, values: dict | None = None, file: str | Path | None = None) -> str:

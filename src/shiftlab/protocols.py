@@ -36,6 +36,12 @@ def seed_differences(runs: pd.DataFrame, measure: str, b: dict, a: dict) -> list
     return [float(rb[s] - ra[s]) for s in sorted(rb.index)]
 
 
+def per_seed(effect, seeds) -> list[float]:
+    """[mean of effect(s) for s in seeds]: a claim's per-seed effects from a function giving, for seed s, one value
+    per image of that seed's test set (a tensor or array)."""
+    return [float(torch.as_tensor(effect(s), dtype=torch.float64).mean()) for s in seeds]
+
+
 def conditional_rate(event: torch.Tensor, given: torch.Tensor) -> float:
     """P[event | given] over images: mean of event where given is true (NaN if given never is)."""
     given = given.bool()

@@ -98,7 +98,7 @@ def _registry() -> dict[str, Entry]:
     return entries
 
 
-CANVAS_TRAIN = 40000
+CANVAS_TRAIN = 20000
 
 
 def _canvas_registry() -> dict[str, Entry]:
