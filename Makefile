@@ -53,11 +53,11 @@ $(ACTIONLINT):
 RUN_NOTEBOOKS = $(PY) scripts/run_notebooks.py --profile $(PROFILE) --jobs $(JOBS) $(foreach p,$(PARAMS),-p $(p))
 
 # The notebooks, then the site whatever they found (a failed notebook's page keeps its last good run), then how many
-# verdicts differ from book/claims.yaml; exits with the notebooks' status.
+# verdicts differ from book/claims.yaml; fails when a notebook or the site failed.
 book: setup
 	@$(RUN_NOTEBOOKS); status=$$?; \
-	$(MAKE) --no-print-directory site && \
-	$(PY) scripts/check_findings.py --profile $(PROFILE) --report | tail -n 1; exit $$status
+	$(MAKE) --no-print-directory site; site=$$?; \
+	$(PY) scripts/check_findings.py --profile $(PROFILE) --report | tail -n 1; exit $$(( status || site ))
 
 notebooks: setup
 	$(RUN_NOTEBOOKS)

@@ -43,12 +43,13 @@ def read_yaml(path: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="book", choices=("smoke", "book"))
+    ap.add_argument("--profile", default="book", choices=sorted(p.stem for p in (ROOT / "params").glob("*.yaml")))
     ap.add_argument("--results", type=Path, help="results folder (default: results/<profile>)")
     ap.add_argument("--claims", type=Path,
                     help="the stated verdicts (default: book/claims.yaml for the book profile, none otherwise)")
-    ap.add_argument("--replication", type=Path, default=REPLICATION,
-                    help="the second seed set's verdicts (default: book/replication.yaml)")
+    ap.add_argument("--replication", type=Path,
+                    help="the second seed set's verdicts (default: book/replication.yaml for the book profile, "
+                         "results/<profile>/replication.yaml otherwise)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--report", action="store_true", help="print the differences and exit 0")
     mode.add_argument("--replicate", type=Path, metavar="DIR",
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="state the verdicts this run and the replication (if recorded) agree on")
     args = ap.parse_args(argv)
     folder = args.results or ROOT / "results" / args.profile
+    replication = args.replication or (REPLICATION if args.profile == "book" else folder / "replication.yaml")
     measured = findings.load_all(folder)
     if not measured:
         print(f"no verdicts in {folder}: run the notebooks first (make notebooks PROFILE={args.profile})")
@@ -65,10 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label(f.verdict):<11} {f.interval():<36} {chapter}: {f.claim}  [{f.key}, {f.family}]")
     found = {f.key: f.verdict for _, f in measured}
     if args.replicate:
-        return replicate(found, args.replicate, args.replication)
+        return replicate(found, args.replicate, replication, args.profile)
     claims = args.claims or (CLAIMS if args.profile == "book" or args.record else None)
     if args.record:
-        second = read_yaml(args.replication).get("verdicts", {})
+        record = read_yaml(replication)
+        if record and record.get("profile") != args.profile:
+            print(f"error: {replication} holds the replication of profile {record.get('profile')!r}, "
+                  f"not {args.profile!r}")
+            return 2
+        second = record.get("verdicts", {})
         stated = findings.agreed(found, second) if second else found
         body = ("# The verdicts the book states (scripts/check_findings.py --record after a book run; where "
                 "book/replication.yaml\n# holds a second seed set's verdicts, a finding the two decide differently is "
@@ -104,7 +111,7 @@ def first_seed(folder: Path) -> int | None:
     return None
 
 
-def replicate(found: dict[str, str], other: Path, record: Path) -> int:
+def replicate(found: dict[str, str], other: Path, record: Path, profile: str) -> int:
     """Compare this run's verdicts with those of the run in folder `other` (a disjoint seed set): print each finding's
     pair, the share that agree, and record the second run's verdicts and the agreement in `record`."""
     second = {f.key: f.verdict for _, f in findings.load_all(other)}
@@ -120,7 +127,8 @@ def replicate(found: dict[str, str], other: Path, record: Path) -> int:
     print(f"{len(agree)} of {len(both)} findings ({share:.0%}) reach the same verdict on both seed sets; "
           f"{len(both) - len(agree)} differ and are stated not resolved (a check: fails)")
     body = "# The second seed set's verdicts (scripts/check_findings.py --replicate after make replicate).\n"
-    doc = {"first_seed": first_seed(other), "agreement": round(share, 4), "agreed": len(agree), "compared": len(both),
+    doc = {"profile": profile, "first_seed": first_seed(other), "agreement": round(share, 4), "agreed": len(agree),
+           "compared": len(both),
            "verdicts": {k: second[k] for k in both}}
     atomic_write_bytes(record, (body + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)).encode())
     print(f"recorded in {record}")

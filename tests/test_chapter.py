@@ -43,14 +43,15 @@ def test_a_measurement_is_cached_under_the_protocol_the_notebooks_spelled_out(ru
     calls = []
     info = {"key": "baseline:0"}
     assert run.protocol("n_eval", "max_shift", diagonal=True) == {"n_test": 50, "seed": 0, "n_eval": 8, "max_shift": 4,
-                                                                  "diagonal": True}
+                                                                  "diagonal": True, "test_order": chapter.TEST_ORDER}
     def measure(value):
         return lambda: calls.append(1) or value
 
     assert run.cached(info, "consistency", measure(0.75), "n_eval", "max_shift", diagonal=True) == 0.75
     assert run.cached(info, "consistency", measure(0.0), "n_eval", "max_shift", diagonal=True) == 0.75
     assert calls == [1]
-    by_hand = {"n_test": 50, "n_eval": 8, "max_shift": 4, "seed": 0, "diagonal": True}   # a chapter's former dict
+    by_hand = {"n_test": 50, "n_eval": 8, "max_shift": 4, "seed": 0, "diagonal": True,     # the protocol, spelled out
+               "test_order": chapter.TEST_ORDER}
     assert evalcache.cached(run.cfg.cache_dir, info, "consistency", by_hand, lambda: pytest.fail("recomputed")) == 0.75
 
 

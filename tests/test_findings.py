@@ -24,7 +24,7 @@ claims:
     worse: ~
     not resolved: ~
   rate: {claim: Some change, protocol: p, kind: check, passes: It changes., fails: ~}
-  chance: {claim: At chance, protocol: p, kind: check, expect: zero, passes: ~, fails: ~}
+  chance: {claim: At chance, protocol: p, kind: check, expect: zero, margin: 0.02, passes: ~, fails: ~}
   a: {claim: A, protocol: p, reproduced: ~, reversed: ~, not resolved: ~}
   b: {claim: B, protocol: p, reproduced: ~, reversed: ~, not resolved: ~}
   c: {claim: C, protocol: p, reproduced: ~, reversed: ~, not resolved: ~}
@@ -99,7 +99,7 @@ def test_a_finding_takes_its_words_from_the_text_file():
     assert f.means == {REPRODUCED: "Blur helps.", REVERSED: "Blur hurts."}      # ~ is not stored: the sentence stands
     assert set(findings.save_all([f])[0]) == {"key", "claim", "effect", "low", "high", "method", "unit", "protocol",
                                               "paper", "means", "verdict", "kind", "primary", "margin", "expect", "p",
-                                              "p_equivalence", "p_adjusted", "n"}
+                                              "p_equivalence", "p_adjusted", "p_direction_adjusted", "n"}
     with pytest.raises(prose.ProseError, match=r"needs the values \['gain'\]"):
         findings.by_seed("rises_{shift}", [0.1, 0.2], shift="crop", n=3)
     with pytest.raises(prose.ProseError, match="no claim 'nope'"):
@@ -230,8 +230,9 @@ def test_equivalence_is_refused_when_the_interval_reaches_the_margin():
 def test_checks_pass_or_fail_and_never_reproduce():
     assert findings.by_seed("rate", [0.1, 0.12, 0.09]).verdict == findings.PASSES
     assert findings.by_seed("rate", [0.0, 0.0, 0.0]).verdict == findings.FAILS
-    assert findings.by_seed("chance", [0.01, -0.02, 0.005]).verdict == findings.PASSES
+    assert findings.by_seed("chance", [0.004, -0.003, 0.002, 0.0, -0.001]).verdict == findings.PASSES
     assert findings.by_seed("chance", [0.1, 0.12, 0.09]).verdict == findings.FAILS
+    assert findings.by_seed("chance", [0.01, -0.02, 0.005]).verdict == findings.FAILS     # too wide to say: not zero
     check = findings.by_seed("rate", [0.1, 0.12, 0.09])
     assert check.family == "check" and check.meaning() == "It changes."
     assert findings.adjust([check])[0].p_adjusted is None
@@ -265,3 +266,29 @@ def test_the_interval_over_seeds_covers_the_truth_and_the_alternatives_do_not():
     assert 0.935 <= coverage["t over seeds"] <= 0.965, coverage
     assert coverage["bootstrap over seeds"] < 0.90, coverage
     assert coverage["one seed, bootstrap over images"] < 0.80, coverage
+
+
+def test_t_cdf_is_monotone_far_in_the_tail():
+    """The CDF is integrated over θ = atan(t / √df), so it stays monotone and reaches 1 (a larger statistic never
+    gets a larger p-value)."""
+    values = [findings.t_cdf(t, df) for df in (1, 4) for t in (10.0, 100.0, 999.0, 2000.0, 1e6)]
+    assert values[:5] == sorted(values[:5]) and values[5:] == sorted(values[5:])
+    assert findings.t_cdf(2000.0, 1) == pytest.approx(1 - 1 / (2000 * math.pi), abs=1e-6)   # Cauchy: 1/2 + atan(t)/π
+    assert findings.t_cdf(math.inf, 4) == pytest.approx(1.0, abs=1e-12) and findings.t_cdf(-math.inf, 4) < 1e-12
+
+
+def test_equivalence_claims_correct_better_and_worse_for_the_family():
+    """A primary equivalence claim's 'worse' is a second question: its two-sided p times the family's size must be below
+    5 %, so a loss that one test alone would call is not resolved in a family of three."""
+    loss = [-0.012, -0.004, -0.010, -0.002, -0.008]              # p ≈ 0.02 two-sided, 90 % interval beyond -0.5 pp
+    alone = findings.by_seed("keeps", loss)
+    assert alone.verdict == findings.WORSE and 0.01 < alone.p < 0.05 and "TOST 90 % interval" in alone.method
+    primary = findings.replace(alone, primary=True)
+    family = findings.adjust([primary, findings.replace(primary, key="k2"), findings.replace(primary, key="k3")])
+    assert family[0].p_direction_adjusted == pytest.approx(3 * alone.p) and family[0].verdict == UNRESOLVED
+
+
+def test_effects_that_are_not_finite_numbers_are_refused_by_name():
+    with pytest.raises(ValueError, match="k: the effects must be finite"):
+        findings.by_seed("k", [0.1, float("nan")])
+    assert findings.by_image("k", [0.3]).verdict == UNRESOLVED          # one item decides nothing

@@ -271,6 +271,8 @@ def test_outcome_variants_and_items(texts):
     ("  ch99_x:\n    kind: check\n    primary: true\n    claim: c\n    protocol: p\n    passes: p\n    fails: f\n",
      "primary is a field of a claim, and this entry is a check"),
     ("  ch99_x:\n    margin: -1\n    claim: c\n    protocol: p\n", "margin is a positive number"),
+    ("  ch99_x:\n    kind: check\n    expect: zero\n    claim: c\n    protocol: p\n    passes: p\n    fails: f\n",
+     "a check that expects zero states its margin"),
     ("  ch99_x:\n    margin: 0.005\n    claim: c\n    protocol: p\n    reproduced: r\n    reversed: r\n"
      "    not resolved: n\n", r"unknown fields \['reproduced', 'reversed'\]; valid: .*equivalent, better, worse, "
                                "not resolved"),

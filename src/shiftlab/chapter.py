@@ -30,11 +30,15 @@ def parameter_table(cfg: SimpleNamespace) -> pd.DataFrame:
     return pd.Series({k: v for k, v in vars(cfg).items() if not k.endswith("_dir")}, name="value").to_frame()
 
 
+TEST_ORDER = "shuffled with the seed"     # how load_test_set orders a subset; part of every cached protocol
+
+
 def load_test_set(cfg: SimpleNamespace, size: int = 32, seed: int | None = None) -> tuple[data.Split, torch.Tensor]:
-    """A test subset (n_test items of the profile's dataset, drawn with seed, default the chapter's) and its images
-    padded to size x size. A chapter that decides a claim by seed scores seed s on the subset drawn with s."""
+    """A test subset (n_test items of the profile's dataset, drawn with seed, default the chapter's, in an order drawn
+    with seed, so that its first n_eval items are a random sample of the split) and its images padded to size x size.
+    A chapter that decides a claim by seed scores seed s on the subset drawn with s."""
     seed = cfg.seed if seed is None else seed
-    test = data.load(getattr(cfg, "dataset", "fashion_mnist"), "test").subset(cfg.n_test, seed)
+    test = data.load(getattr(cfg, "dataset", "fashion_mnist"), "test").subset(cfg.n_test, seed).shuffled(seed)
     return test, test.as_float(size)
 
 
@@ -106,9 +110,10 @@ class Run:
         return net, info
 
     def protocol(self, *names: str, **values) -> dict:
-        """A measurement's protocol: the test subset it reads (n_test and seed), the named parameters' values, and
-        the values given."""
-        return {"n_test": self.cfg.n_test, "seed": self.cfg.seed, **{k: getattr(self.cfg, k) for k in names}, **values}
+        """A measurement's protocol: the test subset it reads (n_test and seed, in the order ``load_test_set`` draws),
+        the named parameters' values, and the values given."""
+        return {"n_test": self.cfg.n_test, "seed": self.cfg.seed, "test_order": TEST_ORDER,
+                **{k: getattr(self.cfg, k) for k in names}, **values}
 
     def cached(self, infos: dict | list[dict], measurement: str, compute: Callable[[], Any], *names: str,
                **values) -> Any:

@@ -66,6 +66,11 @@ class Split:
         idx = idx.sort().values
         return Split(self.images[idx], self.labels[idx], self.classes)
 
+    def shuffled(self, seed: int = 0) -> Split:
+        """The same items in a random order drawn with seed, so that its first n items are a random sample of it."""
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        return Split(self.images[idx], self.labels[idx], self.classes)
+
     def as_float(self, size: int | None = None) -> torch.Tensor:
         """Images as float (N, C, H, W) in [0, 1], zero-padded to size x size when given."""
         x = (self.images.unsqueeze(1) if self.images.ndim == 3 else self.images).float().div_(255.0)

@@ -74,7 +74,7 @@ RULES: dict[str, Rule] = {
     "object_size": _int_between(8, 48, " (px)"),
     "grid_step": _int_at_least(1),
     "stage_counts": _distinct_ints(1, 4, "numbers of stride-2 stages", "[1, 2, 3, 4]"),
-    "n_seeds": _int_at_least(1),
+    "n_seeds": _int_at_least(2),           # an interval over seeds needs two
     "resnet18_seeds": _int_at_least(0),     # 0: chapter 9's ResNet-18 section trains nothing
     "n_sequences": _int_at_least(1),
     "n_frames": _int_at_least(2),

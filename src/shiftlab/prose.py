@@ -10,7 +10,7 @@ kind and what each of its verdicts means (a meaning left empty, ``~``, is the fi
   accuracy", decided by two one-sided tests: ``equivalent``, ``better``, ``worse``, ``not resolved``;
 - a *check* (``kind: check``), an existence or by-construction measurement reported with its value and never counted
   as a reproduction: ``passes``, ``fails``; it passes when the interval is above zero (``expect: positive``, the
-  default) or contains zero (``expect: zero``).
+  default) or, for ``expect: zero`` with a ``margin``, when two one-sided tests put the effect within the margin.
 
 ``outcomes``: for every text a chapter glues under a name, one variant per outcome the notebook computes (e.g.
 ``exact`` / ``inexact``). Every text is a ``str.format`` template filled from values the
@@ -101,10 +101,13 @@ def _check_kind(where: str, entry: dict) -> None:
     kind = entry.get("kind", "claim")
     if kind not in KINDS:
         raise ProseError(f"{where}: kind {kind!r} is unknown; valid: {', '.join(KINDS)}")
-    only = {"primary": "claim", "margin": "claim", "expect": "check"}
+    only = {"primary": "claim", "expect": "check"}
     for field, owner in only.items():
         if field in entry and kind != owner:
             raise ProseError(f"{where}: {field} is a field of a {owner}, and this entry is a {kind}")
+    zero = kind == "check" and entry.get("expect") == "zero"
+    if kind == "check" and ("margin" in entry) != zero:
+        raise ProseError(f"{where}: a check that expects zero states its margin, and no other check has one")
     if not isinstance(entry.get("primary", False), bool):
         raise ProseError(f"{where}: primary is true or false")
     margin = entry.get("margin", 1.0)

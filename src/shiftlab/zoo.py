@@ -102,8 +102,8 @@ CANVAS_TRAIN = 20000
 
 
 def _canvas_registry() -> dict[str, Entry]:
-    """Part I: networks trained on objects placed on a 64 x 64 black canvas (40k training images; how far their 4 epochs
-    are from 8, per seed: book/convergence.md)."""
+    """Part I: networks trained on objects placed on a 64 x 64 black canvas (at most CANVAS_TRAIN training images; how
+    far their 4 epochs are from 8, per seed: book/convergence.md)."""
     vgg = VGG_MAX
     vgg_fc = replace(VGG_MAX, padding="zeros", fc_input=64)
     anywhere = Canvas(64, 14, 28, "uniform")
