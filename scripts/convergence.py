@@ -3,7 +3,7 @@
 
     python scripts/convergence.py [--epochs 1 2 4 8] [--budget 4] [--seeds 0 1]
 
-Trains (or loads from the model cache) the MaxPool baseline and the MaxBlurPool filter-5 network on the book
+Trains (or loads from the model cache) the MaxPool baseline, the MaxBlurPool filter-5 and the APS networks on the book
 profile's n_train Fashion-MNIST training images, and the canvas VGG-like of Part I on its canvas images, for
 each number of epochs (each run has its own one-cycle schedule, as the book's models do), evaluates each on
 the 10k test images (the canvas network on test items placed as in its training), for each seed, and writes
@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from shiftlab import data, inference, metrics, params, runtime, zoo  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
 
-NETWORKS = {"baseline": "MaxPool", "maxblur5": "MaxBlurPool, filter 5",
+NETWORKS = {"baseline": "MaxPool", "maxblur5": "MaxBlurPool, filter 5", "aps": "APS",
             "canvas_vgg": f"VGG-like on the 64-px canvas ({zoo.CANVAS_TRAIN // 1000}k images)"}
 N_TRAIN = params.load_profile("book", ROOT / "params")["common"]["n_train"]   # the book's training images
 RULE = 1       # point: the budget passes within this distance of the longest run
