@@ -101,3 +101,10 @@ def test_a_chapter_decides_its_primary_claims_as_one_holm_family(run, glued):
     run.verdicts([primary("a", 0.02), primary("b", 0.04)])             # the same family again (a cell rerun)
     with pytest.raises(ValueError, match="one run.verdicts call"):
         run.verdicts([primary("d", 0.01)])
+
+
+def test_per_seed_averages_each_seeds_images_over_the_runs_seeds(run):
+    assert run.seeds == [0]
+    run.cfg.n_seeds = 3
+    assert run.seeds == [0, 1, 2]
+    assert run.per_seed(lambda s: [s, s + 1.0]) == [0.5, 1.5, 2.5]

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from . import data, evalcache, findings, params, plots, prose, results, runtime, zoo
+from . import data, evalcache, findings, params, plots, prose, protocols, results, runtime, zoo
 
 
 def start(namespace: dict[str, Any]) -> tuple[SimpleNamespace, torch.device]:
@@ -87,6 +87,11 @@ class Run:
         """The seeds a claim about training is decided over: n_seeds consecutive seeds from the chapter's seed (one
         when the chapter has no n_seeds). Seed s trains every arm and scores it on ``test_set(s)``."""
         return list(range(self.cfg.seed, self.cfg.seed + getattr(self.cfg, "n_seeds", 1)))
+
+    def per_seed(self, effect: Callable[[int], Any]) -> list[float]:
+        """A claim's per-seed effects: for each of the run's seeds s, the mean over its images of effect(s)
+        (``protocols.per_seed``)."""
+        return protocols.per_seed(effect, self.seeds)
 
     def test_set(self, seed: int | None = None, size: int = 32) -> tuple[data.Split, torch.Tensor]:
         """The test subset drawn with seed (default: the chapter's) and its images padded to size x size

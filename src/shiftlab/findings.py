@@ -7,10 +7,11 @@ An effect is signed so that a positive value is the direction the paper claims. 
   *reversed* when decided against it, *not resolved at this budget* otherwise;
 - an **equivalence claim** ("keeps accuracy"), a claim with a margin δ: *equivalent* when two one-sided tests at
   5 % put the effect inside (-δ, δ) (TOST; Schuirmann 1987), else *better* / *worse* when the 95 % interval is
-  above / below zero, else *not resolved*;
+  above / below zero (for a primary claim, also its two-sided p times the family's size below 5 %), else *not
+  resolved*;
 - a **check**, an existence or by-construction measurement: it *passes* when the interval is above zero (or, for a
-  check that expects zero, contains it) and *fails* otherwise; checks are reported apart and never counted as
-  reproductions.
+  check that expects zero, when two one-sided tests put it within its margin of zero) and *fails* otherwise; checks
+  are reported apart and never counted as reproductions.
 
 **Intervals.** A claim about training (network A vs network B, with or without augmentation) is decided *by seed*:
 seed s trains every arm with its own initialisation, training order and training subset, and scores them on its
@@ -53,7 +54,6 @@ CLAIM, CHECK = "claim", "check"
 CLAIM_VERDICTS = (REPRODUCED, REVERSED, EQUIVALENT, BETTER, WORSE, UNRESOLVED)
 CHECK_VERDICTS = (PASSES, FAILS)
 VERDICTS = CLAIM_VERDICTS + CHECK_VERDICTS
-SUPPORTS = (REPRODUCED, EQUIVALENT, BETTER)       # a claim's verdicts that agree with the paper
 UNITS = {"pp": "percentage points", "": ""}
 BY_NAME = {"not resolved": UNRESOLVED, **{v: v for v in VERDICTS if v != UNRESOLVED}}   # by its name in the text file
 
@@ -245,12 +245,11 @@ class Finding:
         return self.means.get(self.verdict, self.sentence())
 
 
-def decided(key: str, values: dict, effect: float, low: float, high: float, method: str, unit: str = "pp",
+def decided(text: dict, effect: float, low: float, high: float, method: str, unit: str = "pp",
             tests: tuple[float, float | None] | None = None, n: int | None = None) -> Finding:
-    """The finding of entry `key` of the book's text file, its texts filled with values, for a measured effect, its
-    interval and its (p, p_equivalence) (the finding's key is the claim key filled; a meaning left empty there is not
-    stored, so the finding's sentence stands for it)."""
-    text = prose.claim(key, values)
+    """The finding of an entry of the book's text file, given its texts filled with values (``prose.claim``), for a
+    measured effect, its interval and its (p, p_equivalence) (the finding's key is the claim key filled; a meaning left
+    empty there is not stored, so the finding's sentence stands for it)."""
     means = {BY_NAME[name]: meaning for name, meaning in text["means"].items() if meaning is not None}
     p, p_eq = tests if tests is not None else (None, None)
     return Finding(text["key"], text["claim"], effect, low, high, method, unit=unit, protocol=text["protocol"],
@@ -278,11 +277,11 @@ def _tost_interval(v: np.ndarray, unit: str) -> str:
 def by_seed(key: str, differences: Sequence[float], unit: str = "pp", **values) -> Finding:
     """The finding of entry `key` from per-seed effects (arm B - arm A at the same seed, each seed on its own test
     images and shift offsets): t interval and t tests on n - 1 df; values fill the entry's texts."""
-    margin = prose.claim(key, values)["margin"]
+    text = prose.claim(key, values)
     v = _finite(key, differences)
     mean, low, high = t_interval(v)
-    method = f"by seed, t interval, n = {len(v)}" + ("" if margin is None else _tost_interval(v, unit))
-    return decided(key, values, mean, low, high, method, unit, t_tests(v, margin), len(v))
+    method = f"by seed, t interval, n = {len(v)}" + ("" if text["margin"] is None else _tost_interval(v, unit))
+    return decided(text, mean, low, high, method, unit, t_tests(v, text["margin"]), len(v))
 
 
 def by_image(key: str, differences: Sequence[float], seed: int = 0, item: str = "image", unit: str = "pp",
@@ -290,11 +289,12 @@ def by_image(key: str, differences: Sequence[float], seed: int = 0, item: str = 
     """The finding of entry `key` from per-item paired differences of one fixed network (an item: a test image, or
     e.g. a scene of several): percentile bootstrap of their mean over the items (unbounded for fewer than two items);
     values fill the entry's texts."""
-    margin = prose.claim(key, values)["margin"]
+    text = prose.claim(key, values)
+    margin = text["margin"]
     v = _finite(key, differences)
     mean, low, high = bootstrap_interval(v, seed=seed) if len(v) >= 2 else (float(v.mean()), -math.inf, math.inf)
     tests = bootstrap_tests(v, margin, seed=seed) if len(v) >= 2 else (1.0, None if margin is None else 1.0)
-    return decided(key, values, mean, low, high, f"paired by {item}, bootstrap, n = {len(v)}", unit, tests, len(v))
+    return decided(text, mean, low, high, f"paired by {item}, bootstrap, n = {len(v)}", unit, tests, len(v))
 
 
 def adjust(found: Sequence[Finding]) -> list[Finding]:
