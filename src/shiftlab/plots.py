@@ -65,3 +65,24 @@ def image_row(axes, images, titles, vmin: float = 0.0, vmax: float = 1.0) -> Non
         ax.set_xticks([])
         ax.set_yticks([])
         ax.grid(False)
+
+
+def corruption_grid(image, kinds, corrupt, severities: int = 5) -> plt.Figure:
+    """One image (C, H, W) under each corruption (columns) at severities 1..severities (rows), beside it clean in
+    the first row; corrupt(x, kind, severity) is the corruption function."""
+    fig, axes = plt.subplots(severities + 1, len(kinds), figsize=(1.3 * len(kinds), 1.35 * (severities + 1)),
+                             squeeze=False, layout="constrained")
+    x = image[None]
+    for col, kind in enumerate(kinds):
+        for row in range(severities + 1):
+            ax = axes[row, col]
+            shown = x if row == 0 else corrupt(x, kind, row)
+            ax.imshow(np.asarray(shown[0, 0]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if row == 0:
+                ax.set_title(kind, fontsize=9)
+            if col == 0:
+                ax.set_ylabel("clean" if row == 0 else f"severity {row}", fontsize=9)
+    return fig
