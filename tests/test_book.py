@@ -1,6 +1,7 @@
 """The site: a clean Jupyter Book build of the smoke outputs, then every page in headless Chromium."""
 import functools
 import http.server
+import re
 import subprocess
 import sys
 import threading
@@ -32,6 +33,19 @@ def test_build_has_every_chapter_with_figures(site):
         html = (site / page).read_text()
         assert html.count("<img") >= 2, f"{page} has no figures"
         assert "injected-parameters" not in html and "profile = " not in html, page
+
+
+def test_reader_buttons_follow_the_repository_url(site):
+    import shiftlab
+    chapter = (site / "book/executed/07_consistency_vs_filter.html").read_text()
+    assert "download-source-button" in chapter and "download-chapter-source-button" in chapter
+    assert (site / "_sources/notebooks/07_consistency_vs_filter.ipynb").is_file()
+    # _config.yml sets no repository URL: no repository or launch button, so no dead link
+    for page in PAGES:
+        text = (site / page).read_text()
+        assert "mybinder.org" not in text and "colab.research.google.com" not in text, page
+    intro = re.sub(r"<[^>]+>", "", (site / "book/intro.html").read_text())     # the highlighted block's text
+    assert "@software{shiftlab," in intro and f"{{{shiftlab.__version__}}}" in intro
 
 
 def test_site_needs_no_cdn(site):

@@ -79,6 +79,7 @@ class Run:
         self.notebook = notebook
         self.started = time.perf_counter()
         self.train_seconds: dict[str, float] = {}
+        self.models: dict[str, dict] = {}     # "<zoo name>/seed<s>" -> its cache key and weights' SHA-256
         self.found: dict[str, findings.Finding] = {}
         self._test_sets: dict[tuple[int, int], tuple[data.Split, torch.Tensor]] = {}
 
@@ -112,6 +113,7 @@ class Run:
         a seed is given."""
         net, info = zoo.for_chapter(name, self.cfg, self.device, seed=seed)
         self.train_seconds[name if seed is None else f"{name}/seed{seed}"] = sum(h["seconds"] for h in info["history"])
+        self.models[f"{name}/seed{info['config']['train']['seed']}"] = {"key": info["key"], "weights": info["weights"]}
         return net, info
 
     def protocol(self, *names: str, **values) -> dict:
@@ -146,12 +148,13 @@ class Run:
 
     def save(self, metrics: dict) -> None:
         """Write the chapter's results file, <results_dir>/<notebook>.json (the metrics, every finding glued under
-        "verdicts", the parameters and the timings), and say so in one line (nothing is returned, so a notebook's last
-        cell shows no machine-specific path)."""
+        "verdicts", the parameters, the timings and the cache key of every model it loaded), and say so in one line
+        (nothing is returned, so a notebook's last cell shows no machine-specific path)."""
         if self.found:
             metrics = {**metrics, "verdicts": findings.save_all(list(self.found.values()))}
         cfg = self.cfg
-        path = results.save(cfg.results_dir, self.notebook, cfg.profile, vars(cfg), metrics, self.timings())
+        path = results.save(cfg.results_dir, self.notebook, cfg.profile, vars(cfg), metrics, self.timings(),
+                            models=self.models)
         print(f"results written to {path.name} in the profile's results folder")
 
 

@@ -65,11 +65,12 @@ def digest(doc: dict) -> str:
 
 
 def save(results_dir: str | Path, notebook: str, profile: str, params: dict, metrics: dict,
-         timings: dict | None = None) -> Path:
-    """Write <results_dir>/<notebook>.json atomically, with its digest, and return its path."""
+         timings: dict | None = None, models: dict | None = None) -> Path:
+    """Write <results_dir>/<notebook>.json atomically, with its digest, and return its path; `models` maps
+    '<zoo name>/seed<s>' to the cache key and weights' SHA-256 of every model the notebook loaded."""
     doc = {"notebook": notebook, "profile": profile, "version": __version__,
            "params": _plain({k: v for k, v in params.items() if not k.endswith("_dir")}),
-           "metrics": _plain(metrics), "timings": _plain(timings or {})}
+           "metrics": _plain(metrics), "timings": _plain(timings or {}), "models": _plain(models or {})}
     doc["sha256"] = digest(doc)
     path = Path(results_dir) / f"{notebook}.json"
     atomic_write_bytes(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
