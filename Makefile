@@ -20,14 +20,14 @@ apt_install = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
         { apt-get update -qq && $(APT_INSTALL) $(1) >/dev/null; } || true; \
     fi
 
-.PHONY: setup data browser lint-tools book notebooks findings replicate convergence site test bench lab weights clean clean-cache
+.PHONY: setup data browser lint-tools book notebooks findings replicate convergence site test bench lab weights onnx clean clean-cache
 
 setup: $(STAMP) data
 
 # (Re)install when pyproject.toml changes: torch 2.14.1 / torchvision 0.29.1 pinned there.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -qq -e '.[book,test,crosscheck,equivariant]'
+	$(PY) -m pip install -qq -e '.[book,test,crosscheck,equivariant,export]'
 	$(PY) -m ipykernel install --sys-prefix --name shiftlab --display-name "Python (shiftlab)" >/dev/null
 	@touch $@
 
@@ -88,6 +88,10 @@ replicate: setup
 # Every model the profile's last run loaded, in one archive with a manifest (configuration, test accuracy, SHA-256).
 weights: setup
 	$(PY) scripts/weights.py pack --profile $(PROFILE)
+
+# MaxPool, MaxBlurPool-5 and APS (seed 0, as the profile trains them) as ONNX files in results/onnx/.
+onnx: setup
+	$(PY) scripts/export_onnx.py --profile $(PROFILE)
 
 convergence: setup
 	$(PY) scripts/convergence.py

@@ -204,9 +204,12 @@ def _phase_norms(x: torch.Tensor, stride: int, norm: str) -> torch.Tensor:
 
 
 def _at_phase(x: torch.Tensor, phase: torch.Tensor, stride: int) -> torch.Tensor:
-    """x[n, :, i_n::s, j_n::s] per image, phase_n = i_n * s + j_n: (N, C, H/s, W/s), channels-last, gathered in
-    place."""
-    kept = _cells(x, stride)[torch.arange(len(x), device=x.device), :, phase // stride, :, phase % stride]
+    """x[n, :, i_n::s, j_n::s] per image, phase_n = i_n * s + j_n: (N, C, H/s, W/s), channels-last (a gather along
+    the phase axis, so the batch size stays a free dimension when the network is exported)."""
+    cells = _cells(x, stride)
+    n, hs, _, ws, _, c = cells.shape
+    components = cells.permute(0, 2, 4, 1, 3, 5).reshape(n, stride * stride, hs, ws, c)
+    kept = components.gather(1, phase.view(-1, 1, 1, 1, 1).expand(-1, 1, hs, ws, c)).squeeze(1)
     return kept.permute(0, 3, 1, 2)
 
 
