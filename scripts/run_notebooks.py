@@ -43,6 +43,7 @@ from papermill.engines import NBClientEngine, papermill_engines
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from shiftlab.chapter import PLAN_ENV  # noqa: E402
 from shiftlab.evalcache import EVAL_EVENT  # noqa: E402
 from shiftlab.params import ParameterError, load_profile, notebook_parameters, validate  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
@@ -348,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpus", default="auto", metavar="IDS",
                     help="with --jobs: give each running notebook its own GPU from IDS (e.g. 0,1), 'none', "
                          "or 'auto': $CUDA_VISIBLE_DEVICES, else every GPU found")
+    ap.add_argument("--plan", action="store_true",
+                    help="train and run nothing: list every model (zoo name, seed, cache key) the notebooks would "
+                         "ask for with this profile and these parameters")
+    ap.add_argument("--json", action="store_true", help="with --plan: the list as JSON, full configurations included")
     args = ap.parse_args(argv)
     if args.jobs < 1:
         print(f"error: --jobs {args.jobs} is invalid; valid: a whole number >= 1", file=sys.stderr)
@@ -371,11 +376,54 @@ def main(argv: list[str] | None = None) -> int:
     times = load_times(times_path)
     if args.record_reference:
         return record_reference(times, times_path, Path(args.reference))
+    if args.plan:
+        return plan(jobs, args.json)
     with large_pages_in_new_processes():   # the notebook kernels, which train and evaluate
         if args.jobs == 1:
             return run_sequential(jobs, out_dir, results_dir, times, times_path)
         return run_parallel(jobs, out_dir, results_dir, times, times_path, args.jobs, gpus,
                             load_times(Path(args.reference)))
+
+
+def plan(jobs: list, as_json: bool) -> int:
+    """Run each notebook that prepares models until its first model (``chapter.PLAN_ENV``), collect what it
+    prepared, and print every model once (name, seed, key, the notebooks that use it), as a table or JSON."""
+    found: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        listing = Path(tmp) / "plan.jsonl"
+        listing.touch()
+        os.environ[PLAN_ENV] = str(listing)
+        try:
+            for nb, values in jobs:
+                if "run.prepare(" not in nb.read_text():
+                    continue
+                print(f"[plan] {nb.stem} ...", file=sys.stderr, flush=True)
+                values = {**values, "results_dir": tmp, "fig_dir": tmp}
+                try:
+                    pm.execute_notebook(str(nb), str(Path(tmp) / nb.name), parameters=values, kernel_name=KERNEL,
+                                        cwd=str(ROOT), progress_bar=False, log_output=False, engine_name="shiftlab",
+                                        kernel_manager_class=IPCKernelManager)
+                except pm.PapermillExecutionError as err:
+                    if err.ename != "PlanComplete":
+                        print(f"error: {nb.name} failed before its first model in cell {err.exec_count} "
+                              f"({err.ename}: {err.evalue})", file=sys.stderr)
+                        return 1
+        finally:
+            os.environ.pop(PLAN_ENV, None)
+        for line in listing.read_text().splitlines():
+            entry = json.loads(line)
+            notebook = entry.pop("notebook")
+            found.setdefault(entry["key"], {**entry, "notebooks": []})["notebooks"].append(notebook)
+    models = sorted(found.values(), key=lambda e: (e["name"], e["seed"]))
+    for m in models:
+        m["notebooks"] = sorted(set(m["notebooks"]))
+    if as_json:
+        print(json.dumps(models, indent=1))
+    else:
+        for m in models:
+            print(f"{m['name']:<22} seed {m['seed']:<3} {m['key']}  {', '.join(m['notebooks'])}")
+        print(f"{len(models)} model(s)")
+    return 0
 
 
 def record_reference(times: dict, times_path: Path, reference: Path) -> int:

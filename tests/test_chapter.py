@@ -18,8 +18,11 @@ def run(tmp_path, monkeypatch):
     """A run of a chapter '07_x' whose zoo models are stand-ins with two epochs of 1.5 s and 2 s."""
     monkeypatch.setattr(runtime, "set_threads", lambda *a, **k: None)      # unit tests keep one thread
     epochs = [{"seconds": 1.5}, {"seconds": 2.0}]
-    monkeypatch.setattr(zoo, "for_chapter", lambda name, cfg, device, seed=None: (
-        f"net {name}", {"key": f"{name}:{cfg.seed if seed is None else seed}", "history": epochs}))
+    def for_chapter(name, cfg, device, seed=None):
+        s = cfg.seed if seed is None else seed
+        return f"net {name}", {"key": f"{name}:{s}", "history": epochs, "weights": f"sha of {name}:{s}",
+                               "config": {"train": {"seed": s}}}
+    monkeypatch.setattr(zoo, "for_chapter", for_chapter)
     namespace = {"profile": "smoke", "seed": 0, "device": "cpu", "results_dir": str(tmp_path / "results"),
                  "fig_dir": str(tmp_path / "figures"), "cache_dir": str(tmp_path / "cache"), "n_test": 50, "n_eval": 8,
                  "max_shift": 4, "some_local": "not a parameter"}
@@ -37,6 +40,8 @@ def test_models_record_their_training_time_by_name_and_seed(run):
     run.model("aps", seed=1)
     run.model("aps", seed=1)                      # loaded again: the same entry
     assert run.train_seconds == {"baseline": 3.5, "aps/seed1": 3.5}
+    assert run.models == {"baseline/seed0": {"key": "baseline:0", "weights": "sha of baseline:0"},
+                          "aps/seed1": {"key": "aps:1", "weights": "sha of aps:1"}}
 
 
 def test_a_measurement_is_cached_under_the_protocol_the_notebooks_spelled_out(run):
@@ -69,6 +74,7 @@ def test_save_writes_the_results_file_with_verdicts_and_timings(run, glued, caps
     assert doc["metrics"] == {"runs": [1, 2], "verdicts": findings.save_all([a_again, b])}
     assert set(doc["timings"]) == {"notebook_seconds", "train_seconds"} and doc["timings"]["notebook_seconds"] > 0
     assert doc["timings"]["train_seconds"] == {"baseline": 3.5}
+    assert doc["models"] == {"baseline/seed0": {"key": "baseline:0", "weights": "sha of baseline:0"}}
 
 
 def test_a_run_without_models_or_verdicts_saves_only_its_metrics_and_time(run):

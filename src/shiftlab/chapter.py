@@ -3,6 +3,8 @@ models, read measurements from the evaluation cache and save the results, with t
 training times (``run``); glue numbers, verdicts and the texts chosen by an outcome for the prose."""
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -67,6 +69,13 @@ def verdicts(found: list) -> pd.DataFrame:
     return findings.table(found)
 
 
+PLAN_ENV = "SHIFTLAB_PLAN"     # a file: a plan run lists the chapter's models there instead of training them
+
+
+class PlanComplete(Exception):
+    """A plan run reached the chapter's first model: every model it uses is listed by then."""
+
+
 class Run:
     """One run of a chapter notebook: created in its first cell (``chapter.run(globals(), "07_...")``), saved in its
     last (``run.save(metrics)``), so it works cell by cell in JupyterLab as well as under papermill. It holds the
@@ -104,13 +113,23 @@ class Run:
 
     def prepare(self, names: list[str], seeds=None) -> int:
         """Train, side by side, the zoo models the chapter will ask for (names x seeds, default: the chapter's seed)
-        that are not cached yet; returns how many were trained."""
+        that are not cached yet; returns how many were trained. A chapter prepares every model it uses before it
+        loads the first one, so a plan run (``$SHIFTLAB_PLAN``) learns them all: it appends them to that file,
+        trains nothing, and stops at the first ``model``."""
+        plan = os.environ.get(PLAN_ENV)
+        if plan:
+            with open(plan, "a") as f:
+                for entry in zoo.planned(self.cfg, self.device, names, seeds=seeds):
+                    f.write(json.dumps({"notebook": self.notebook, **entry}) + "\n")
+            return 0
         return zoo.prepare(self.cfg, self.device, names, seeds=seeds)
 
     def model(self, name: str, seed: int | None = None) -> tuple[torch.nn.Module, dict]:
         """The zoo model `name` at the chapter's size and scale (seed: the chapter's unless given) and its info dict;
         its training time (the sum over its epochs) is recorded as train_seconds[name], or [name/seed<s>] when
         a seed is given."""
+        if os.environ.get(PLAN_ENV):
+            raise PlanComplete(self.notebook)
         net, info = zoo.for_chapter(name, self.cfg, self.device, seed=seed)
         self.train_seconds[name if seed is None else f"{name}/seed{seed}"] = sum(h["seconds"] for h in info["history"])
         self.models[f"{name}/seed{info['config']['train']['seed']}"] = {"key": info["key"], "weights": info["weights"]}

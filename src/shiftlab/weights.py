@@ -136,7 +136,8 @@ def unpack(source: str, cache_dir: str | Path) -> int:
                     raise WeightsError(f"{source}: {e['file']} holds another model than its manifest entry")
                 blobs[Path(e["file"]).name] = blob
     except (tarfile.TarError, KeyError, AttributeError, json.JSONDecodeError, OSError) as err:
-        raise WeightsError(f"{source} is not a whole shiftlab weights archive ({type(err).__name__}: {err})") from err
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise WeightsError(f"{source} is not a whole shiftlab weights archive ({type(err).__name__}: {first})") from err
     written = 0
     for name, blob in blobs.items():
         target = Path(cache_dir) / name

@@ -409,6 +409,18 @@ def for_chapter(name: str, cfg, device: torch.device | str, seed: int | None = N
                cache_dir=cfg.cache_dir, device=device, **profile_scale(cfg))
 
 
+def planned(cfg, device: torch.device | str, names: list[str], seeds=None) -> list[dict]:
+    """What ``prepare`` would train or load, without doing it: per (name, seed), its full configuration and cache
+    key."""
+    seeds = [cfg.seed] if seeds is None else list(seeds)
+    out = []
+    for name in names:
+        for seed in seeds:
+            config = full_config(name, cfg.n_train, cfg.epochs, seed, device=device, **profile_scale(cfg))
+            out.append({"name": name, "seed": seed, "key": cache_key(config), "config": config})
+    return out
+
+
 def prepare(cfg, device: torch.device | str, names: list[str], seeds=None) -> int:
     """Train, side by side, every zoo model a chapter will ask for (names x seeds, default: the chapter's
     seed) that is not cached yet; returns how many were trained."""
