@@ -51,7 +51,7 @@ def seconds_per_image(config: dict, images: data.Split) -> float:
     x = images.as_float(None if tcfg.canvas else config["data"]["image_size"])
     net = fast.accelerate(build(ModelConfig(**config["model"])))
     batch = tcfg.batch_size
-    train(net, x[:batch], images.labels[:batch], replace(tcfg, epochs=4), progress=False)      # warm-up
+    train(net, x[:2 * batch], images.labels[:2 * batch], replace(tcfg, epochs=4), progress=False)    # warm-up
     n = batch * BATCHES
     start = time.perf_counter()
     train(net, x[:n], images.labels[:n], replace(tcfg, epochs=1), progress=False)

@@ -125,18 +125,19 @@ def _canvas_registry() -> dict[str, Entry]:
                                   description="VGG-like, zero padding, objects of 14-28 px anywhere"),
         "canvas_vgg_reflect": Entry(replace(vgg, padding="reflect"), canvas=anywhere,
                                     description="VGG-like, reflect padding, objects of 14-28 px anywhere"),
-        # Part IV, learned alignment: global pooling + zero padding (position-aware, as most CNNs), objects near the
-        # centre (as canvas_gauss): plain, anti-aliased, and behind a spatial transformer; the plain one is also
-        # chapter 3's control for the head (canvas_gauss with global pooling instead of the fully connected head)
+        # Part I, chapter 3's control for the head: canvas_gauss with global pooling instead of the fully connected
+        # head (zero padding, as the fully connected nets)
         "canvas_gauss_gap": Entry(replace(vgg, padding="zeros"), canvas=Canvas(64, 14, 28, "gauss", 3.0),
                                   description="VGG-like, global pooling, zero padding, objects centred with Gaussian "
                                               "jitter (sigma 3 px)"),
-        "canvas_gauss_aa": Entry(replace(vgg, padding="zeros", downsample="maxblur", filt_size=5),
-                                 canvas=Canvas(64, 14, 28, "gauss", 3.0),
-                                 description="MaxBlurPool-5 VGG-like, zero padding, objects centred with jitter"),
-        "canvas_gauss_stn": Entry(replace(vgg, padding="zeros", arch="stn"), canvas=Canvas(64, 14, 28, "gauss", 3.0),
-                                  description="spatial transformer (translation) + VGG-like, zero padding, "
-                                              "objects centred with jitter"),
+        # Part IV, learned alignment: global pooling + zero padding (position-aware, as most CNNs), objects anywhere
+        # (so a transformer has something to align): canvas_vgg_zeros (chapter 11) is the plain network, and the
+        # same network anti-aliased and behind a spatial transformer
+        "canvas_zeros_aa": Entry(replace(vgg, padding="zeros", downsample="maxblur", filt_size=5), canvas=anywhere,
+                                 description="MaxBlurPool-5 VGG-like, zero padding, objects of 14-28 px anywhere"),
+        "canvas_uniform_stn": Entry(replace(vgg, padding="zeros", arch="stn"), canvas=anywhere,
+                                    description="spatial transformer (translation) + VGG-like, zero padding, "
+                                                "objects of 14-28 px anywhere"),
         # Part IV, sliding windows: no padding, so a dense pass equals the window loop exactly
         "canvas_vgg_valid": Entry(replace(vgg, padding="valid"), canvas=anywhere,
                                   description="VGG-like without padding ('valid' convolutions), "
