@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.record_reference:
         return record_reference(times, times_path, Path(args.reference))
     if args.plan:
-        return plan(jobs, args.json)
+        return plan(jobs, args.json, args.jobs)
     with large_pages_in_new_processes():   # the notebook kernels, which train and evaluate
         if args.jobs == 1:
             return run_sequential(jobs, out_dir, results_dir, times, times_path)
@@ -385,35 +385,40 @@ def main(argv: list[str] | None = None) -> int:
                             load_times(Path(args.reference)))
 
 
-def plan(jobs: list, as_json: bool) -> int:
-    """Run each notebook that prepares models until its first model (``chapter.PLAN_ENV``), collect what it
-    prepared, and print every model once (name, seed, key, the notebooks that use it), as a table or JSON."""
+def _plan_one(nb: Path, values: dict, tmp: str) -> str | None:
+    """Run one notebook in plan mode into tmp (its models listed in <tmp>/<name>.jsonl); an error message, or None."""
+    os.environ[PLAN_ENV] = str(Path(tmp) / f"{nb.stem}.jsonl")
+    values = {**values, "results_dir": tmp, "fig_dir": tmp}
+    try:
+        pm.execute_notebook(str(nb), str(Path(tmp) / nb.name), parameters=values, kernel_name=KERNEL, cwd=str(ROOT),
+                            progress_bar=False, log_output=False, engine_name="shiftlab",
+                            kernel_manager_class=IPCKernelManager)
+    except pm.PapermillExecutionError as err:
+        if err.ename != "PlanComplete":
+            return f"{nb.name} failed before its first model in cell {err.exec_count} ({err.ename}: {err.evalue})"
+    finally:
+        os.environ.pop(PLAN_ENV, None)
+    return None
+
+
+def plan(jobs: list, as_json: bool, n: int = 1) -> int:
+    """Run each notebook that prepares models until its first model (``chapter.PLAN_ENV``), n at a time, collect
+    what it prepared, and print every model once (name, seed, key, the notebooks that use it), as a table or JSON."""
     found: dict[str, dict] = {}
+    todo = [(nb, values) for nb, values in jobs if "run.prepare(" in nb.read_text()]
     with tempfile.TemporaryDirectory() as tmp:
-        listing = Path(tmp) / "plan.jsonl"
-        listing.touch()
-        os.environ[PLAN_ENV] = str(listing)
-        try:
-            for nb, values in jobs:
-                if "run.prepare(" not in nb.read_text():
-                    continue
-                print(f"[plan] {nb.stem} ...", file=sys.stderr, flush=True)
-                values = {**values, "results_dir": tmp, "fig_dir": tmp}
-                try:
-                    pm.execute_notebook(str(nb), str(Path(tmp) / nb.name), parameters=values, kernel_name=KERNEL,
-                                        cwd=str(ROOT), progress_bar=False, log_output=False, engine_name="shiftlab",
-                                        kernel_manager_class=IPCKernelManager)
-                except pm.PapermillExecutionError as err:
-                    if err.ename != "PlanComplete":
-                        print(f"error: {nb.name} failed before its first model in cell {err.exec_count} "
-                              f"({err.ename}: {err.evalue})", file=sys.stderr)
-                        return 1
-        finally:
-            os.environ.pop(PLAN_ENV, None)
-        for line in listing.read_text().splitlines():
-            entry = json.loads(line)
-            notebook = entry.pop("notebook")
-            found.setdefault(entry["key"], {**entry, "notebooks": []})["notebooks"].append(notebook)
+        print(f"[plan] {len(todo)} notebook(s), {n} at a time ...", file=sys.stderr, flush=True)
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+            outcomes = pool.map(_plan_one, [nb for nb, _ in todo], [v for _, v in todo], [tmp] * len(todo))
+            errors = [e for e in outcomes if e]
+        if errors:
+            print(f"error: {errors[0]}", file=sys.stderr)
+            return 1
+        for listing in sorted(Path(tmp).glob("*.jsonl")):
+            for line in listing.read_text().splitlines():
+                entry = json.loads(line)
+                notebook = entry.pop("notebook")
+                found.setdefault(entry["key"], {**entry, "notebooks": []})["notebooks"].append(notebook)
     models = sorted(found.values(), key=lambda e: (e["name"], e["seed"]))
     for m in models:
         m["notebooks"] = sorted(set(m["notebooks"]))

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_plan_lists_exactly_the_models_the_smoke_run_used(smoke_run):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", "smoke", "--plan",
-                           "--json", "--root", str(smoke_run)], capture_output=True, text=True, cwd=ROOT)
+                           "--json", "--jobs", "2", "--root", str(smoke_run)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     planned = json.loads(proc.stdout)
     used = weights.used_models(smoke_run / "results" / "smoke")
