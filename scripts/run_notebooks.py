@@ -195,6 +195,12 @@ def _watch(label: str, events: Path, previous: float | None, done: threading.Eve
         print("\r\033[K", end="", flush=True)
 
 
+def execute(nb: Path, out: Path, values: dict) -> None:
+    """papermill: the notebook with these parameters, on the shiftlab kernel, from the project root, into out."""
+    pm.execute_notebook(str(nb), str(out), parameters=values, kernel_name=KERNEL, cwd=str(ROOT), progress_bar=False,
+                        log_output=False, engine_name="shiftlab", kernel_manager_class=IPCKernelManager)
+
+
 def run(nb: Path, out: Path, values: dict, events: Path, label: str, previous: float | None,
         live: bool = True) -> tuple[float, bool]:
     """Execute one notebook into out; return its wall time in seconds and whether it ran cold (trained a model
@@ -211,9 +217,7 @@ def run(nb: Path, out: Path, values: dict, events: Path, label: str, previous: f
                                daemon=True)
     watcher.start()
     try:
-        pm.execute_notebook(str(nb), str(partial), parameters=values, kernel_name=KERNEL, cwd=str(ROOT),
-                            progress_bar=False, log_output=False, engine_name="shiftlab",
-                            kernel_manager_class=IPCKernelManager)
+        execute(nb, partial, values)
     finally:
         done.set()
         watcher.join()
@@ -390,9 +394,7 @@ def _plan_one(nb: Path, values: dict, tmp: str) -> str | None:
     os.environ[PLAN_ENV] = str(Path(tmp) / f"{nb.stem}.jsonl")
     values = {**values, "results_dir": tmp, "fig_dir": tmp}
     try:
-        pm.execute_notebook(str(nb), str(Path(tmp) / nb.name), parameters=values, kernel_name=KERNEL, cwd=str(ROOT),
-                            progress_bar=False, log_output=False, engine_name="shiftlab",
-                            kernel_manager_class=IPCKernelManager)
+        execute(nb, Path(tmp) / nb.name, values)
     except pm.PapermillExecutionError as err:
         if err.ename != "PlanComplete":
             return f"{nb.name} failed before its first model in cell {err.exec_count} ({err.ename}: {err.evalue})"

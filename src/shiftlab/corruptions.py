@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.io import decode_jpeg, encode_jpeg
 
+from . import shifts
+
 SCALE = 32 / 224    # ImageNet-C's lengths are in pixels of a 224-px image
 SEVERITIES: dict[str, tuple] = {
     "gaussian noise": (0.08, 0.12, 0.18, 0.26, 0.38),              # noise standard deviation
@@ -30,9 +32,6 @@ SEVERITIES: dict[str, tuple] = {
 }
 ZOOM_STEPS = (0.01, 0.01, 0.02, 0.02, 0.03)   # spacing of the magnifications 1, 1 + step, ..., per severity
 CORRUPTIONS = tuple(SEVERITIES)
-FAMILIES = {"noise": ("gaussian noise", "shot noise", "impulse noise"),
-            "blur": ("defocus blur", "motion blur", "zoom blur"),
-            "weather": ("brightness",), "digital": ("contrast", "pixelate", "jpeg")}
 
 
 def gaussian_noise(x: torch.Tensor, sigma: float, g: torch.Generator) -> torch.Tensor:
@@ -86,8 +85,7 @@ def _translate(x: torch.Tensor, ty: torch.Tensor, tx: torch.Tensor) -> torch.Ten
     theta = torch.zeros(n, 2, 3, dtype=x.dtype)
     theta[:, 0, 0] = theta[:, 1, 1] = 1
     theta[:, 0, 2], theta[:, 1, 2] = -2 * tx / w, -2 * ty / h
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return shifts.affine(x, theta)
 
 
 def motion_blur(x: torch.Tensor, sigma: float, g: torch.Generator) -> torch.Tensor:
@@ -102,9 +100,7 @@ def motion_blur(x: torch.Tensor, sigma: float, g: torch.Generator) -> torch.Tens
 
 def _zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
     """x magnified about its centre by `factor` (bilinear), the same frame."""
-    theta = torch.tensor([[1 / factor, 0, 0], [0, 1 / factor, 0]], dtype=x.dtype).expand(len(x), 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return shifts.affine(x, torch.tensor([[1 / factor, 0, 0], [0, 1 / factor, 0]], dtype=x.dtype).expand(len(x), 2, 3))
 
 
 def zoom_blur(x: torch.Tensor, top: float, step: float) -> torch.Tensor:

@@ -92,6 +92,13 @@ def diagonal_path(x: torch.Tensor, max_shift: int, kind: str = "roll") -> torch.
     return torch.stack([shift(x, d, d, kind) for d in range(max_shift + 1)])
 
 
+def affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """x resampled through the affine maps theta (N, 2, 3): output pixel u (normalised coordinates in [-1, 1], x
+    right, y down) samples the input at theta (u, 1), bilinear, black outside the frame."""
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def rotate(x: torch.Tensor, degrees: float | torch.Tensor) -> torch.Tensor:
     """Rotate (N, C, H, W) images counter-clockwise about the image centre by `degrees` (one angle, or one
     per image): bilinear sampling with black fill; a single multiple of 90° is the exact pixel permutation."""
@@ -101,9 +108,7 @@ def rotate(x: torch.Tensor, degrees: float | torch.Tensor) -> torch.Tensor:
     cos, sin = torch.cos(theta), torch.sin(theta)
     zero = torch.zeros_like(cos)
     # output (u, v) samples the input at R(-θ)(u, v) in normalised coordinates (x right, y down)
-    affine = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], 1)
-    grid = torch.nn.functional.affine_grid(affine, list(x.shape), align_corners=False)
-    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return affine(x, torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], 1))
 
 
 def fourier_shift(f: torch.Tensor, ty: float, tx: float, spectrum: torch.Tensor | None = None) -> torch.Tensor:
