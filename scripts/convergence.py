@@ -26,7 +26,7 @@ from shiftlab import data, inference, metrics, params, runtime, zoo  # noqa: E40
 from shiftlab.results import atomic_write_bytes  # noqa: E402
 
 NETWORKS = {"baseline": "MaxPool", "maxblur5": "MaxBlurPool, filter 5", "aps": "APS",
-            "canvas_vgg": f"VGG-like on the 64-px canvas ({zoo.CANVAS_TRAIN // 1000}k images)"}
+            "canvas_vgg": f"VGG-like on the {zoo.CANVAS}-px canvas ({zoo.CANVAS_TRAIN // 1000}k images)"}
 N_TRAIN = params.load_profile("book", ROOT / "params")["common"]["n_train"]   # the book's training images
 RULE = 1       # point: the budget passes within this distance of the longest run
 

@@ -31,6 +31,22 @@ def test_c8_network_is_invariant_to_90_degree_rotations_and_a_cnn_is_not(seed):
         assert (c8(shifts.rotate(x, 45.0 * torch.ones(8))) - ref).abs().max() > 1e-5, "45° is interpolated, not exact"
 
 
+def test_c1_control_has_the_c8_networks_layers_without_the_rotation_constraint():
+    """arch 'c1' is the C8 network's code for the trivial group: the same layer types in the same order and the same
+    channels (16-32-64 = 2-4-8 fields of 8), more free parameters, no promise about quarter turns."""
+    torch.manual_seed(0)
+    c8 = models.build(models.ModelConfig(arch="c8", downsample="avg", padding="zeros", widths=(2, 4, 8))).eval()
+    c1 = models.build(models.ModelConfig(arch="c1", downsample="avg", padding="zeros", widths=(16, 32, 64))).eval()
+    assert [type(m).__name__ for m in c1.body_e2.children()] == [type(m).__name__ for m in c8.body_e2.children()]
+    assert [m.out_type.size for m in c1.body_e2.children()] == [m.out_type.size for m in c8.body_e2.children()]
+    assert sum(p.numel() for p in c1.parameters()) > 4 * sum(p.numel() for p in c8.parameters())
+    x = torch.rand(4, 1, 33, 33, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="C1 network does not contain the quarter turns"):
+        c1.check_invariance(x)
+    with torch.no_grad():
+        assert (c1(torch.rot90(x, 1, dims=(-2, -1))) - c1(x)).abs().max() > 1e-4
+
+
 def test_missing_e2cnn_names_the_install_command(monkeypatch):
     import builtins
 

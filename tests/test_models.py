@@ -47,7 +47,28 @@ def test_total_stride_is_two_to_stages(widths):
     assert cfg.total_stride == 2 ** len(widths) == 32 // last.shape[-1]
 
 
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_subsampling_stages_change_the_stride_and_nothing_else(k):
+    """Chapter 2's control: four equal stages, of which the first k subsample. The parameters are those of the network
+    where every stage subsamples (same names, same shapes), the last map is 48 / 2**k px, and with circular padding
+    the output is invariant to circular shifts by S = 2**k (and not by 1 px)."""
+    cfg = models.ModelConfig(widths=(4, 8, 8, 8), padding="circular", subsampling_stages=k)
+    torch.manual_seed(0)
+    net = models.build(cfg).eval()
+    every = models.build(models.ModelConfig(widths=(4, 8, 8, 8), padding="circular"))
+    assert {n: p.shape for n, p in net.named_parameters()} == {n: p.shape for n, p in every.named_parameters()}
+    x = torch.rand(3, 1, 48, 48, generator=torch.Generator().manual_seed(k))
+    with torch.no_grad():
+        assert net.forward_features(x)[-1][1].shape[-1] == 48 // 2 ** k == 48 // cfg.total_stride
+        ref = net(x)
+        assert (net(torch.roll(x, (2 ** k, 2 ** k), dims=(-2, -1))) - ref).abs().max() < 1e-5
+        assert (net(torch.roll(x, (1, 1), dims=(-2, -1))) - ref).abs().max() > 1e-4
+    assert "subsampling_stages" in cfg.to_dict() and "subsampling_stages" not in every.cfg.to_dict()
+
+
 @pytest.mark.parametrize("kw, fragment", [
+    ({"subsampling_stages": 4, "widths": (4, 8)}, "1..2 (the number of stages)"),
+    ({"subsampling_stages": 1, "arch": "resnet", "downsample": "strided"}, "for arch 'vgg'"),
     ({"downsample": "stride"}, "max, maxblur, strided, convblur, avg, blur"),
     ({"filt_size": 9}, "1..7"),
     ({"padding": "bogus"}, "zeros, circular, reflect"),

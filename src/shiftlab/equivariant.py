@@ -28,14 +28,17 @@ def require_e2cnn():
 class C8Net(nn.Module):
     """Steerable VGG-like: per stage R2Conv (5x5, regular fields of C_N) - InnerBatchNorm - ReLU - anti-aliased
     average pooling (stride 2); then pooling over the group (max over each field's N rotations),
-    global average pooling and a linear head. cfg.widths are numbers of regular fields (channels / N)."""
+    global average pooling and a linear head. cfg.widths are numbers of regular fields (channels / N). With N = 1
+    (arch 'c1') every layer is its ordinary counterpart (5x5 convolution, batch norm, the same pooling): the same
+    network without the rotation constraint."""
 
     def __init__(self, cfg, n_rotations: int = 8):
         super().__init__()
+        self.n_rotations = n_rotations
         e2 = require_e2cnn()
         gspaces, enn = e2.gspaces, e2.nn
         self.cfg = cfg
-        space = gspaces.Rot2dOnR2(N=n_rotations)
+        space = gspaces.Rot2dOnR2(N=n_rotations) if n_rotations > 1 else gspaces.TrivialOnR2()
         self.in_type = enn.FieldType(space, cfg.in_channels * [space.trivial_repr])
         layers, t = [], self.in_type
         with warnings.catch_warnings():   # e2cnn 0.2.3 indexes with uint8 masks, which torch deprecates
@@ -65,6 +68,9 @@ class C8Net(nn.Module):
         frames): C_8 contains the quarter turns, and they map the pixel grid onto itself, so the network is exactly
         invariant to them up to float rounding (e2cnn's check_equivariance, for the whole network). Raises
         AssertionError, naming the turn, when it exceeds atol."""
+        if self.n_rotations % 4:
+            raise ValueError(f"a C{self.n_rotations} network does not contain the quarter turns: it promises no "
+                             "invariance to them (only C4, C8, ... do)")
         if x.shape[-1] % 2 == 0 or x.shape[-2] % 2 == 0:
             raise ValueError(f"a {x.shape[-2]}x{x.shape[-1]} frame: quarter turns keep every sampling grid only on odd "
                              "sizes (33 px in the zoo)")

@@ -5,7 +5,8 @@ downsampling of a chosen kind (fixed subsampling: max, maxblur, strided, convblu
 polyphase sampling: maxaps, convaps, with a blur first when filt_size > 1), then global average pooling and
 a linear classifier, or (like VGG16 and AlexNet) a fully connected layer on the flattened map of a
 fixed-size input.
-C8 (rotation-equivariant, ``shiftlab.equivariant``, needs e2cnn): steerable convolutions, see there.
+C8 (rotation-equivariant, ``shiftlab.equivariant``, needs e2cnn): steerable convolutions, see there; C1 is the same
+network for the trivial group, ordinary convolutions with the same layers (its control).
 STN: a spatial-transformer front end (a learned translation) before the VGG-like.
 ResNet-like: a conv3x3-BN-ReLU stem, then one residual block per stage whose first conv has
 stride 2 (shortcut: 1x1 conv with stride 2 + BN), then global average pooling and a linear layer.
@@ -28,7 +29,8 @@ from .layers import FILTER_SIZES, ApsPool, BlurPool, ConvBlurPool, MaxApsPool, M
 
 APS_KINDS = ("maxaps", "convaps")
 DOWNSAMPLE_KINDS = ("max", "maxblur", "strided", "convblur", "avg", "blur", *APS_KINDS)
-ARCHS = ("vgg", "resnet", "resnet18", "c8", "stn")
+ARCHS = ("vgg", "resnet", "resnet18", "c8", "c1", "stn")
+STEERABLE_ARCHS = {"c8": 8, "c1": 1}     # e2cnn networks and the order N of their rotation group C_N
 RESIDUAL_ARCHS = ("resnet", "resnet18")
 RESNET18_DOWNSAMPLE = ("strided", "convblur", "convaps")
 PADDING_MODES = ("zeros", "circular", "reflect")
@@ -49,6 +51,7 @@ class ModelConfig:
     arch: str = field(default="vgg")
     fc_input: int = 0
     normalize: str = ""      # a dataset whose per-channel mean and std the network subtracts and divides by first
+    subsampling_stages: int = 0     # arch 'vgg': only the first k stages subsample, the rest keep the size (0: all)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -59,8 +62,10 @@ class ModelConfig:
                                            and self.padding in PADDING_MODES and not self.fc_input),
                f"arch='resnet18' needs downsample in {', '.join(RESNET18_DOWNSAMPLE)} (got {self.downsample!r}), "
                f"two or more widths (got {self.widths}), padding in {', '.join(PADDING_MODES)} and global pooling")
-        _check(self.arch != "c8" or (self.downsample == "avg" and self.padding == "zeros" and not self.fc_input),
-               "arch='c8' (rotation-equivariant, e2cnn) has its own layers; valid: downsample='avg', padding='zeros'")
+        _check(self.arch not in STEERABLE_ARCHS or (self.downsample == "avg" and self.padding == "zeros"
+                                                     and not self.fc_input),
+               f"arch={self.arch!r} (e2cnn's steerable layers) has its own layers; valid: downsample='avg', "
+               "padding='zeros'")
         _check(self.downsample in DOWNSAMPLE_KINDS,
                f"downsample={self.downsample!r} is invalid; valid: {', '.join(DOWNSAMPLE_KINDS)}")
         _check(self.filt_size in FILTER_SIZES, f"filt_size={self.filt_size} is invalid; valid: 1..7")
@@ -75,6 +80,10 @@ class ModelConfig:
         _check(len(self.widths) >= 1 and all(w >= 1 for w in self.widths),
                f"widths={self.widths} is invalid; valid: one or more positive integers")
         _check(self.convs_per_stage >= 1, f"convs_per_stage={self.convs_per_stage} is invalid; valid: >= 1")
+        _check(self.subsampling_stages == 0
+               or (self.arch == "vgg" and 1 <= self.subsampling_stages <= len(self.widths)),
+               f"subsampling_stages={self.subsampling_stages} is invalid; valid: 0 (every stage subsamples) or, for "
+               f"arch 'vgg', 1..{len(self.widths)} (the number of stages)")
         _check(self.fc_input == 0 or (self.arch == "vgg" and self.fc_input % self.total_stride == 0),
                f"fc_input={self.fc_input} is invalid; valid: 0 (global average pooling) or, for arch 'vgg', "
                f"an input size divisible by the total stride {self.total_stride}")
@@ -82,13 +91,16 @@ class ModelConfig:
     @property
     def total_stride(self) -> int:
         """S = 2**(stride-2 stages): the input shift that moves the last feature map by exactly one cell (every
-        stage subsamples, except the first of the ResNet-18)."""
+        stage subsamples, except the first of the ResNet-18 and those after subsampling_stages)."""
+        if self.subsampling_stages:
+            return 2 ** self.subsampling_stages
         return 2 ** (len(self.widths) - (self.arch == "resnet18"))
 
     def to_dict(self) -> dict:
-        """The fields as a dict; fc_input and normalize only when set, so keys of earlier caches stay valid."""
+        """The fields as a dict; fc_input, normalize and subsampling_stages only when set, so keys of earlier caches
+        stay valid."""
         d = asdict(self)
-        for optional in ("fc_input", "normalize"):
+        for optional in ("fc_input", "normalize", "subsampling_stages"):
             if not d[optional]:
                 del d[optional]
         return d
@@ -118,10 +130,14 @@ def _blur_pad(padding: str) -> str:
 
 
 def _stage(cfg: ModelConfig, index: int, cin: int, cout: int) -> list[tuple[str, nn.Module]]:
-    """The named layers of one stage: convs, then the stride-2 downsampling of kind cfg.downsample."""
+    """The named layers of one stage: convs, then the stride-2 downsampling of kind cfg.downsample (none in the
+    stages after the first cfg.subsampling_stages, when that is set)."""
     name = f"s{index + 1}"
     layers = [(f"{name}.conv{j + 1}", ConvBNReLU(cin if j == 0 else cout, cout, cfg.padding))
               for j in range(cfg.convs_per_stage - 1)]
+    if cfg.subsampling_stages and index >= cfg.subsampling_stages:
+        return [*layers, (f"{name}.conv{cfg.convs_per_stage}",
+                          ConvBNReLU(cin if cfg.convs_per_stage == 1 else cout, cout, cfg.padding))]
     last_in = cin if cfg.convs_per_stage == 1 else cout
     kind, pad = cfg.downsample, _blur_pad(cfg.padding)
     last = f"{name}.conv{cfg.convs_per_stage}"
@@ -306,10 +322,10 @@ class ResNet18(VGGLike):
 
 def build(cfg: ModelConfig) -> nn.Module:
     """Instantiate the network described by cfg (weights from the current torch RNG state)."""
-    if cfg.arch == "c8":
+    if cfg.arch in STEERABLE_ARCHS:
         from .equivariant import C8Net
 
-        return C8Net(cfg)
+        return C8Net(cfg, n_rotations=STEERABLE_ARCHS[cfg.arch])
     if cfg.arch == "stn":
         return SpatialTransformer(cfg)
     return {"resnet": ResNetLike, "resnet18": ResNet18}.get(cfg.arch, VGGLike)(cfg)

@@ -56,6 +56,9 @@ VGG_MAX = ModelConfig(downsample="max", padding="circular")
 RESNET = ModelConfig(arch="resnet", downsample="strided", padding="circular")
 
 
+ROTATION_TRAIN = 30000    # Part IV's rotation networks: at most this many training images
+
+
 def _registry() -> dict[str, Entry]:
     """baseline (MaxPool = MaxBlurPool with filter 1), maxblur2..maxblur7, each also with an _aug twin
     and a zero-padded (_zeros, Zhang's setting) twin; the ResNet-like; the APS networks of Part III."""
@@ -87,38 +90,46 @@ def _registry() -> dict[str, Entry]:
     entries["resnet18_aps"] = Entry(replace(resnet18, downsample="convaps"),
                                     description="ResNet-18, APS in place of every subsampling (Chaman & Dokmanić), "
                                                 "circular padding")
-    # Part IV, rotations: the MaxPool baseline trained with random rotations, and a C8-equivariant network
-    # (33 px frames: odd, so rotations by 90° keep every sampling grid)
-    entries["baseline_rot"] = Entry(VGG_MAX, augment="rotate",
-                                    description="MaxPool, circular padding, trained with random rotations")
-    entries["c8"] = Entry(ModelConfig(arch="c8", downsample="avg", padding="zeros", widths=(2, 4, 8)), image_size=33,
-                          precision="fp32",     # on a GPU too: e2cnn's basis expansion runs slower under bfloat16
-                          description="C8-equivariant steerable CNN (e2cnn), 2-4-8 regular fields, upright training")
+    # Part IV, rotations: a C8-equivariant network and its control, the same layers for the trivial group C1 (ordinary
+    # 5x5 convolutions, as many channels), each trained upright and with random rotations (33 px frames: odd, so
+    # rotations by 90° keep every sampling grid)
+    steerable = {"c8": (ModelConfig(arch="c8", downsample="avg", padding="zeros", widths=(2, 4, 8)),
+                        "C8-equivariant steerable CNN (e2cnn), 2-4-8 regular fields (16-32-64 channels)"),
+                 "c1": (ModelConfig(arch="c1", downsample="avg", padding="zeros", widths=(16, 32, 64)),
+                        "the C8 network's layers for the trivial group C1: 16-32-64 channels of ordinary 5x5 "
+                        "convolutions")}
+    for name, (model, what) in steerable.items():
+        # float32 on a GPU too: e2cnn's basis expansion runs slower under bfloat16
+        entries[name] = Entry(model, image_size=33, precision="fp32", max_train=ROTATION_TRAIN,
+                              description=f"{what}, upright training")
+        entries[f"{name}_rot"] = Entry(model, image_size=33, precision="fp32", augment="rotate",
+                                       max_train=ROTATION_TRAIN, description=f"{what}, trained with random rotations")
     entries.update(_canvas_registry())
     return entries
 
 
+CANVAS = 48            # the side of Part I's black canvas (px)
 CANVAS_TRAIN = 20000
 
 
 def _canvas_registry() -> dict[str, Entry]:
-    """Part I: networks trained on objects placed on a 64 x 64 black canvas (at most CANVAS_TRAIN training images; how
-    far their 4 epochs are from 8, per seed: book/convergence.md)."""
+    """Part I: networks trained on objects placed on a CANVAS x CANVAS black canvas (at most CANVAS_TRAIN training
+    images; how far their 4 epochs are from 8, per seed: book/convergence.md)."""
     vgg = VGG_MAX
-    vgg_fc = replace(VGG_MAX, padding="zeros", fc_input=64)
-    anywhere = Canvas(64, 14, 28, "uniform")
+    vgg_fc = replace(VGG_MAX, padding="zeros", fc_input=CANVAS)
+    anywhere = Canvas(CANVAS, 14, 28, "uniform")
     entries = {
         "canvas_vgg": Entry(vgg, canvas=anywhere, description="VGG-like, objects of 14-28 px anywhere"),
         "canvas_resnet": Entry(RESNET, canvas=anywhere, description="ResNet-like, objects of 14-28 px anywhere"),
         # photographer's bias: a fully connected head on the flattened map, as in VGG16 (zero padding)
-        "canvas_center": Entry(vgg_fc, canvas=Canvas(64, 14, 28, "center"),
+        "canvas_center": Entry(vgg_fc, canvas=Canvas(CANVAS, 14, 28, "center"),
                                description="VGG-like with a fully connected head, objects centred"),
-        "canvas_gauss": Entry(vgg_fc, canvas=Canvas(64, 14, 28, "gauss", 3.0),
+        "canvas_gauss": Entry(vgg_fc, canvas=Canvas(CANVAS, 14, 28, "gauss", 3.0),
                               description="VGG-like with a fully connected head, objects centred with Gaussian jitter "
                                           "(sigma 3 px)"),
         "canvas_uniform_fc": Entry(vgg_fc, canvas=anywhere,
                                    description="VGG-like with a fully connected head, objects of 14-28 px anywhere"),
-        "canvas_fixed_size": Entry(vgg, canvas=Canvas(64, 28, 28, "uniform"),
+        "canvas_fixed_size": Entry(vgg, canvas=Canvas(CANVAS, 28, 28, "uniform"),
                                    description="VGG-like, objects of 28 px only, anywhere"),
         # Part III, padding: canvas_vgg with zero or reflect padding instead of circular
         "canvas_vgg_zeros": Entry(replace(vgg, padding="zeros"), canvas=anywhere,
@@ -127,7 +138,7 @@ def _canvas_registry() -> dict[str, Entry]:
                                     description="VGG-like, reflect padding, objects of 14-28 px anywhere"),
         # Part I, chapter 3's control for the head: canvas_gauss with global pooling instead of the fully connected
         # head (zero padding, as the fully connected nets)
-        "canvas_gauss_gap": Entry(replace(vgg, padding="zeros"), canvas=Canvas(64, 14, 28, "gauss", 3.0),
+        "canvas_gauss_gap": Entry(replace(vgg, padding="zeros"), canvas=Canvas(CANVAS, 14, 28, "gauss", 3.0),
                                   description="VGG-like, global pooling, zero padding, objects centred with Gaussian "
                                               "jitter (sigma 3 px)"),
         # Part IV, learned alignment: global pooling + zero padding (position-aware, as most CNNs), objects anywhere
@@ -143,11 +154,12 @@ def _canvas_registry() -> dict[str, Entry]:
                                   description="VGG-like without padding ('valid' convolutions), "
                                               "objects of 14-28 px anywhere"),
     }
-    widths = {1: (16,), 2: (16, 32), 4: (16, 32, 64, 64)}
-    for stages, w in widths.items():
-        entries[f"canvas_vgg_s{stages}"] = Entry(
-            replace(VGG_MAX, widths=w), canvas=anywhere,
-            description=f"VGG-like with {stages} stride-2 stages, objects anywhere")
+    # Part I, chapter 2: four stages of equal depth and widths; only the first k subsample: S = 2**k is the one change
+    for k in range(1, 5):
+        entries[f"canvas_stride{2 ** k}"] = Entry(
+            replace(VGG_MAX, widths=(16, 32, 32, 32), subsampling_stages=k), canvas=anywhere,
+            description=f"VGG-like, four conv stages (16-32-32-32), the first {k} subsampling (S = {2 ** k}), "
+                        "objects anywhere")
     return {name: replace(e, max_train=CANVAS_TRAIN) for name, e in entries.items()}
 
 
@@ -167,8 +179,10 @@ def antialiased(filt_size: int, augment: bool = False, padding: str = "circular"
 
 
 def canvas_stages(stages: int) -> str:
-    """The zoo name of the canvas VGG with that many stride-2 stages (3 is the standard canvas_vgg)."""
-    return "canvas_vgg" if stages == 3 else f"canvas_vgg_s{stages}"
+    """The zoo name of chapter 2's canvas VGG whose first `stages` of four equal stages subsample (S = 2**stages)."""
+    if stages not in range(1, 5):
+        raise ValueError(f"stages={stages} is invalid; valid: 1..4")
+    return f"canvas_stride{2 ** stages}"
 
 
 class CacheError(RuntimeError):
@@ -177,7 +191,7 @@ class CacheError(RuntimeError):
 
 USE_EVENT = "use"    # the events-log line of every model a chapter uses (not shown live; scripts/paper_estimate.py)
 TRAIN_EVENT = "train"   # the events-log lines of a model being trained (shown live; a chapter that trains runs cold)
-# C8's widths count regular fields of 8 channels each: not scaled
+# not the steerable pair: C8's widths count regular fields of 8 channels each, and C1 keeps as many channels
 SCALABLE_ARCHS = ("vgg", "resnet", "resnet18", "stn")
 
 

@@ -1,0 +1,96 @@
+"""The shift explorer's data: each network's class probabilities for a few test images at every shift a reader can
+make on the page, computed once by the run and packed for a page that works offline.
+
+Circular shifts are band-limited (``shifts.fourier_shift``) on a grid of 1/steps px over one period of P px in each
+direction; whole-pixel shifts are its points with integer coordinates, where the band-limited shift is exactly
+``torch.roll``. A network with circular padding and total stride S = P gives the same output for shifts that differ by
+a multiple of P (chapter 2), so one period is every circular shift. Crop shifts move the image with zero fill
+(``shifts.translate``) by whole pixels up to crop_max in each direction.
+
+Probabilities are stored in thousandths (unsigned 16-bit, little-endian, base64): what the page shows, to 0.1 %.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import inference, shifts
+
+SCALE = 1000          # probabilities are stored as round(p * SCALE)
+SCRIPT, STYLE = Path(__file__).with_name("explorer.js"), Path(__file__).with_name("explorer.css")
+
+
+def pack(probs: torch.Tensor) -> str:
+    """round(p * SCALE) as little-endian uint16, base64."""
+    q = torch.round(probs.double() * SCALE).to(torch.int64).numpy().astype("<u2")
+    return base64.b64encode(q.tobytes()).decode("ascii")
+
+
+def unpack(text: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The thousandths that pack wrote, as an int array of shape."""
+    return np.frombuffer(base64.b64decode(text), dtype="<u2").reshape(shape).astype(np.int64)
+
+
+def circular_grid(net: torch.nn.Module, x: torch.Tensor, period: int, steps: int) -> torch.Tensor:
+    """Softmax outputs (N, period*steps, period*steps, K) of net at the band-limited circular shifts (i/steps, j/steps)
+    px of each image of x (N, 1, H, W), i, j = 0 .. period*steps - 1."""
+    n = period * steps
+    spectrum = torch.fft.rfft2(x)
+    rows = []
+    for i in range(n):
+        moved = torch.cat([shifts.fourier_shift(x, i / steps, j / steps, spectrum) for j in range(n)])
+        rows.append(inference.predict_probs(net, moved).view(n, len(x), -1).transpose(0, 1))
+    return torch.stack(rows, 1)
+
+
+def crop_grid(net: torch.nn.Module, x: torch.Tensor, crop_max: int) -> torch.Tensor:
+    """Softmax outputs (N, 2c+1, 2c+1, K) of net at the zero-filled whole-pixel shifts (dy, dx), -c..c each."""
+    offsets = range(-crop_max, crop_max + 1)
+    moved = torch.cat([shifts.translate(x, dy, dx) for dy in offsets for dx in offsets])
+    n = len(offsets)
+    return inference.predict_probs(net, moved).view(n, n, len(x), -1).permute(2, 0, 1, 3)
+
+
+def pick_images(circular: torch.Tensor, labels: torch.Tensor, steps: int, n_flip: int, n_other: int) -> list[int]:
+    """Indices into the images of circular (N, G, G, K, one network's grid): the n_flip images classified right
+    unshifted whose top-1 class changes at the most whole-pixel shifts (ties: the lower index), then the first
+    n_other other images classified right unshifted."""
+    top = circular[:, ::steps, ::steps].argmax(-1)                   # (N, P, P) whole-pixel shifts
+    right = top[:, 0, 0] == labels
+    changes = (top != top[:, :1, :1]).flatten(1).sum(1)
+    order = sorted((i for i in range(len(labels)) if right[i] and changes[i] > 0), key=lambda i: (-int(changes[i]), i))
+    flips = order[:n_flip]
+    others = [i for i in range(len(labels)) if right[i] and i not in flips][:n_other]
+    return flips + others
+
+
+def data(nets: dict[str, torch.nn.Module], x: torch.Tensor, labels: torch.Tensor, classes: list[str], *,
+         period: int, steps: int = 4, crop_max: int = 4, n_flip: int = 8, n_other: int = 4) -> dict:
+    """The explorer's data for the networks (label -> model; the first picks the images) on the candidate images x
+    (N, 1, H, W) in [0, 1]: the chosen images' pixels (0-255), labels, and each network's packed circular and crop
+    grids (shapes under "shapes")."""
+    first = next(iter(nets.values()))
+    chosen = pick_images(circular_grid(first, x, period, steps), labels, steps, n_flip, n_other)
+    xs = x[chosen]
+    circular = torch.stack([circular_grid(net, xs, period, steps) for net in nets.values()])
+    crop = torch.stack([crop_grid(net, xs, crop_max) for net in nets.values()])
+    pixels = torch.round(xs[:, 0] * 255).to(torch.int64)
+    return {"classes": list(classes), "networks": list(nets), "period": period, "steps": steps, "crop_max": crop_max,
+            "scale": SCALE, "images": [{"index": int(i), "label": int(labels[i]), "pixels": p.flatten().tolist()}
+                                       for i, p in zip(chosen, pixels, strict=True)],
+            "shapes": {"circular": list(circular.shape), "crop": list(crop.shape)},
+            "circular": pack(circular), "crop": pack(crop)}
+
+
+def page_html(payload: dict) -> str:
+    """The explorer's HTML: its style, its container, the data as a script assignment and the page's script (all
+    inline, so the page works from file:// with nothing to fetch)."""
+    text = json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
+    return (f"<style>{STYLE.read_text()}</style>\n"
+            f'<div id="shift-explorer" class="shift-explorer"></div>\n'
+            f"<script>window.SHIFTLAB_EXPLORER = {text};</script>\n"
+            f"<script>{SCRIPT.read_text()}</script>")
