@@ -27,7 +27,7 @@ setup: $(STAMP) data
 # (Re)install when pyproject.toml changes: torch 2.14.1 / torchvision 0.29.1 pinned there.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -qq -e '.[book,test,crosscheck,equivariant,export]'
+	$(PY) -m pip install -qq -e '.[book,test,crosscheck,equivariant,export,cluster]'
 	$(PY) -m ipykernel install --sys-prefix --name shiftlab --display-name "Python (shiftlab)" >/dev/null
 	@touch $@
 

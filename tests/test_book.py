@@ -135,3 +135,108 @@ def test_screenshot_of_background_chapter(browser, smoke_run):
         WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
         driver.save_screenshot(str(shot))
     assert shot.stat().st_size > 20_000
+
+
+EXPLORER = "book/executed/00_explorer.html"
+
+
+def _explorer(browser, smoke_run):
+    """The explorer page loaded, and the data its results file holds."""
+    import json
+
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver, base = browser
+    driver.get(f"{base}/{EXPLORER}")
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+        "return document.querySelectorAll('#shift-explorer .se-bar').length") > 0)
+    payload = json.loads((smoke_run / "results/smoke/00_explorer.json").read_text())["metrics"]["explorer"]
+    return driver, base, payload
+
+
+def _set_shift(driver, image: int, mode: str, dy: float, dx: float) -> None:
+    driver.execute_script("""
+        const [image, mode, dy, dx] = arguments;
+        document.querySelectorAll('#shift-explorer .se-thumb')[image].click();
+        document.getElementById('se-mode-' + mode).click();
+        for (const [id, v] of [['se-dy', dy], ['se-dx', dx]]) {
+            const s = document.getElementById(id); s.value = String(v); s.dispatchEvent(new Event('input'));
+        }""", image, mode, dy, dx)
+
+
+def _bars(driver) -> list[list[str]]:
+    """Each network's ten bar values as shown, in class order."""
+    return driver.execute_script("""
+        return [...document.querySelectorAll('#shift-explorer .se-net')].map(
+            net => [...net.querySelectorAll('.se-num')].map(e => e.textContent));""")
+
+
+def test_explorer_loads_offline_with_no_request_off_the_site(browser, smoke_run):
+    driver, base, payload = _explorer(browser, smoke_run)
+    resources = driver.execute_script("return performance.getEntriesByType('resource').map(r => r.name)")
+    assert all(name.startswith(base) for name in resources), [n for n in resources if not n.startswith(base)]
+    assert driver.execute_script("return document.querySelectorAll('#shift-explorer .se-net').length") == \
+        len(payload["networks"])
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+@pytest.mark.parametrize("mode, dy, dx", [("quarter", -1.25, 2.5), ("whole", 3, -4), ("crop", -2, 1)])
+def test_explorer_shows_the_results_files_probabilities_at_a_shift(browser, smoke_run, mode, dy, dx):
+    import numpy as np
+
+    from shiftlab import explorer
+
+    driver, _, payload = _explorer(browser, smoke_run)
+    image = 1
+    _set_shift(driver, image, mode, dy, dx)
+    if mode == "crop":
+        c = payload["crop_max"]
+        grid = explorer.unpack(payload["crop"], tuple(payload["shapes"]["crop"]))[:, image, dy + c, dx + c]
+    else:
+        q, g = payload["steps"], payload["period"] * payload["steps"]
+        grid = explorer.unpack(payload["circular"], tuple(payload["shapes"]["circular"]))
+        grid = grid[:, image, int(round(dy * q)) % g, int(round(dx * q)) % g]
+    expected = [[f"{v / 10:.1f}%" for v in row] for row in np.asarray(grid)]
+    assert _bars(driver) == expected
+
+
+def test_explorer_aps_bars_stay_under_whole_pixel_circular_shifts(browser, smoke_run):
+    driver, _, payload = _explorer(browser, smoke_run)
+    aps = payload["networks"].index("APS")
+    _set_shift(driver, 0, "whole", 0, 0)
+    still = _bars(driver)[aps]
+    for dy, dx in [(1, 0), (0, 3), (-2, 4), (3, -1)]:
+        _set_shift(driver, 0, "whole", dy, dx)
+        assert _bars(driver)[aps] == still, (dy, dx)
+    _set_shift(driver, 0, "quarter", 0.25, 0)      # between the pixels APS promises nothing
+    counter = driver.execute_script("return document.querySelector('#shift-explorer .se-counter').textContent")
+    assert "of the" in counter
+
+
+def test_explorer_arrow_keys_move_the_image(browser, smoke_run):
+    from selenium.webdriver.common.keys import Keys
+
+    driver, _, _ = _explorer(browser, smoke_run)
+    _set_shift(driver, 2, "whole", 0, 0)
+    stage = driver.find_element("css selector", "#shift-explorer .se-stage")
+    stage.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT, Keys.ARROW_UP)
+    assert driver.execute_script("return [document.getElementById('se-dy').value, "
+                                 "document.getElementById('se-dx').value]") == ["-1", "2"]
+
+
+def test_explorer_works_from_file_with_the_network_off(browser, site):
+    """The README says "open _build/html/index.html": from file://, offline, the explorer still draws its bars."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver, _ = browser
+    driver.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
+    try:
+        driver.get((site / EXPLORER).as_uri())
+        WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+            "return document.querySelectorAll('#shift-explorer .se-num').length") > 0)
+        values = driver.execute_script(
+            "return [...document.querySelectorAll('#shift-explorer .se-num')].map(e => e.textContent)")
+        assert all(v.endswith("%") for v in values)
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        driver.delete_network_conditions()

@@ -50,4 +50,31 @@ def test_workflow_tests_every_push_with_the_readme_command_and_publishes_main():
     book_steps = wf["jobs"]["book"]["steps"]
     assert any(s.get("run") == "make book" for s in book_steps)
     assert any(s.get("with", {}).get("path") == "results/cache" for s in book_steps)
+    assert any(s.get("run") == "make weights" for s in book_steps)
+    assert any(s.get("with", {}).get("path") == "results/shiftlab-*-weights.tar" for s in book_steps)
     assert any(s.get("uses", "").startswith("actions/deploy-pages") for s in wf["jobs"]["publish"]["steps"])
+
+
+MATRIX = ROOT / ".github" / "workflows" / "train-matrix.yml"
+
+
+def test_matrix_workflow_passes_actionlint():
+    proc = actionlint(MATRIX)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_matrix_workflow_plans_trains_shards_and_builds_warm():
+    """Dispatched by hand: the plan, one runner per share (train_zoo.py --shard), their cache files merged into
+    results/cache, then make book and the site published."""
+    wf = yaml.safe_load(MATRIX.read_text())
+    assert set(wf[True]) == {"workflow_dispatch"}
+    jobs = wf["jobs"]
+    assert any("--plan --json" in s.get("run", "") for s in jobs["plan"]["steps"])
+    assert jobs["train"]["needs"] == "plan" and "fromJSON(needs.plan.outputs.shards)" in \
+        jobs["train"]["strategy"]["matrix"]["shard"]
+    train = " ".join(s.get("run", "") for s in jobs["train"]["steps"])
+    assert "scripts/train_zoo.py" in train and '--shard "$SHARD"' in train and "--executor local" in train
+    downloads = [s for s in jobs["book"]["steps"] if s.get("uses", "").startswith("actions/download-artifact")]
+    assert downloads and downloads[0]["with"]["path"] == "results/cache" and downloads[0]["with"]["merge-multiple"]
+    assert any("make book" in s.get("run", "") for s in jobs["book"]["steps"])
+    assert any(s.get("uses", "").startswith("actions/deploy-pages") for s in jobs["publish"]["steps"])

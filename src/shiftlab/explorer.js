@@ -129,7 +129,7 @@
     picker.appendChild(b);
   });
   const modes = el("div", { class: "se-modes", role: "radiogroup", "aria-label": "kind of shift" });
-  for (const [value, label] of [["whole", "whole pixels, circular"], ["quarter", "quarter pixels, band-limited"],
+  for (const [value, label] of [["whole", "whole pixels, circular"], ["quarter", `1/${Q}-pixel steps, band-limited`],
                                 ["crop", "whole pixels, crop (zero fill)"]]) {
     const input = el("input", { type: "radio", name: "se-mode", value, id: `se-mode-${value}` });
     if (value === state.mode) input.checked = true;
@@ -168,7 +168,10 @@
                                "aria-label": `${name}: probability of the correct class at every whole-pixel shift` });
     const panel = el("section", { class: "se-net", "data-network": String(m) }, [
       el("h3", { text: name }), el("div", { class: "se-bars" }, bars.map((b) => b.row)), counter,
-      el("figure", {}, [map, el("figcaption", { text: `P(correct class), shifts 0..${P - 1} px (marker: this shift mod ${P})` })])]);
+      el("figure", {}, [map, el("div", { class: "se-scale", "aria-hidden": "true" }, [
+        el("span", { text: "0" }), el("span", { class: "se-gradient" }), el("span", { text: "1" })]),
+      el("figcaption", { text: `P(correct class) at the whole-pixel shifts 0..${P - 1} px (rows dy, columns dx; ` +
+                                 `marker: this shift mod ${P})` })])]);
     return { panel, bars, counter, map };
   });
 

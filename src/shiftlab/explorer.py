@@ -38,6 +38,8 @@ def unpack(text: str, shape: tuple[int, ...]) -> np.ndarray:
 def circular_grid(net: torch.nn.Module, x: torch.Tensor, period: int, steps: int) -> torch.Tensor:
     """Softmax outputs (N, period*steps, period*steps, K) of net at the band-limited circular shifts (i/steps, j/steps)
     px of each image of x (N, 1, H, W), i, j = 0 .. period*steps - 1."""
+    if steps < 1 or period < 1:
+        raise ValueError(f"period={period}, steps={steps} are invalid; valid: integers >= 1 (steps per pixel)")
     n = period * steps
     spectrum = torch.fft.rfft2(x)
     rows = []

@@ -348,6 +348,17 @@ def _train_to_cache(config: dict, path: str, device: str = "cpu", progress: bool
         torch.set_num_threads(threads)
 
 
+def is_cached(config: dict, cache_dir: str | Path) -> bool:
+    """Whether the model of a full configuration is in the cache, readable and of that configuration."""
+    return _cached_quietly(model_path(cache_dir, config), config)
+
+
+def train_into_cache(config: dict, cache_dir: str | Path, device: str = "cpu") -> float:
+    """Train the model of a full configuration (from a plan) into the cache, unless it is there or another process
+    put it there while this one waited for its lock; returns the training seconds (0 when it did not train)."""
+    return _train_to_cache(config, str(model_path(cache_dir, config)), device, progress=False, wait=True)
+
+
 def ensure(requests: list[tuple[str, int]], *, n_train: int, epochs: int, cache_dir: str | Path = "results/cache",
            device: torch.device | str = "cpu", workers: int | None = None, progress: bool = True, **scale) -> int:
     """Train every (name, seed) of requests that is not cached yet, `workers` at a time (default: one per
@@ -425,14 +436,15 @@ def for_chapter(name: str, cfg, device: torch.device | str, seed: int | None = N
 
 
 def planned(cfg, device: torch.device | str, names: list[str], seeds=None) -> list[dict]:
-    """What ``prepare`` would train or load, without doing it: per (name, seed), its full configuration and cache
-    key."""
+    """What ``prepare`` would train or load, without doing it: per (name, seed), its full configuration, cache key
+    and cache directory."""
     seeds = [cfg.seed] if seeds is None else list(seeds)
     out = []
     for name in names:
         for seed in seeds:
             config = full_config(name, cfg.n_train, cfg.epochs, seed, device=device, **profile_scale(cfg))
-            out.append({"name": name, "seed": seed, "key": cache_key(config), "config": config})
+            out.append({"name": name, "seed": seed, "key": cache_key(config), "config": config,
+                        "cache_dir": str(cfg.cache_dir)})
     return out
 
 

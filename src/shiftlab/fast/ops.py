@@ -37,10 +37,12 @@ def _cpu_signature() -> str:
 
 
 def extension_name(openmp: bool) -> str:
-    """The extension's name: unique to its source, torch's version, this CPU and the OpenMP flag, so no build is
-    reused elsewhere."""
+    """The extension's name: unique to its source and where it lives, torch's version, this CPU and the OpenMP flag,
+    so no build is reused elsewhere, and two checkouts on one machine do not rebuild each other's (torch's loader
+    rebuilds a build directory whose source paths changed)."""
     sources = b"".join(path.read_bytes() for path in sorted(CSRC.iterdir()) if path.suffix in (".cpp", ".h"))
-    digest = hashlib.sha256(sources + torch.__version__.encode() + _cpu_signature().encode() + bytes([openmp]))
+    digest = hashlib.sha256(sources + str(CSRC.resolve()).encode() + torch.__version__.encode()
+                            + _cpu_signature().encode() + bytes([openmp]))
     return f"shiftlab_kernels_{digest.hexdigest()[:12]}"
 
 

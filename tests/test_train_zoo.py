@@ -1,0 +1,110 @@
+"""scripts/train_zoo.py: chapter 0's part of the smoke plan trained by submitit's local executor in two processes
+gives the models the notebook trains itself (same cache keys, same weights), after which the notebook trains
+nothing and finds what the smoke run found; rerunning trains nothing. The SLURM path without a cluster: a stand-in
+sbatch records the submission, one array task per missing model, at most K at once, each running submitit's task
+command on exactly one planned model."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, load_script
+
+pytest.importorskip("submitit", reason="pip install -e '.[cluster]'")
+NOTEBOOK = "00_background"
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """A scratch root and the smoke plan of chapter 0 for it (its cache directory is the root's)."""
+    root = tmp_path_factory.mktemp("train_zoo")
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", "smoke", "--plan",
+                           "--json", "--only", NOTEBOOK, "--root", str(root)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    (root / "plan.json").write_text(proc.stdout)
+    return root, json.loads(proc.stdout)
+
+
+def test_local_executor_trains_the_plan_and_the_chapter_then_trains_nothing(planned, smoke_run, capsys):
+    root, models = planned
+    train_zoo = load_script("train_zoo")
+    args = ["--profile", "smoke", "--plan-file", str(root / "plan.json"), "--folder", str(root / "submitit")]
+    assert train_zoo.main([*args, "--executor", "local", "--workers", "2"]) == 0
+    cache = root / "results" / "cache"
+    assert sorted(p.name for p in cache.glob("*.pt")) == sorted(f"{m['name']}-{m['key']}.pt" for m in models)
+    assert len(list((root / "submitit").glob("*_log.out"))) == 2              # two processes
+    assert train_zoo.main([*args, "--executor", "local"]) == 0               # again: nothing left to train
+    assert f"{len(models)} cached, 0 to train" in capsys.readouterr().out
+
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", "smoke", "--only",
+                           NOTEBOOK, "--root", str(root), "--out", str(root / "executed")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    events = (root / "results" / "smoke" / "events.log").read_text()
+    assert "train " not in events, events
+    warm = json.loads((root / "results" / "smoke" / f"{NOTEBOOK}.json").read_text())
+    sequential = json.loads((smoke_run / "results" / "smoke" / f"{NOTEBOOK}.json").read_text())
+    assert warm["models"] == sequential["models"]            # the same cache keys and weights (SHA-256)
+    assert warm["metrics"] == sequential["metrics"]
+
+
+def test_slurm_submission_is_one_array_task_per_missing_model(planned, tmp_path, monkeypatch, capsys):
+    from submitit.core.utils import DelayedSubmission
+
+    root, models = planned
+    bin_dir, record = tmp_path / "bin", tmp_path / "sbatch.sh"
+    bin_dir.mkdir()
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text(f'#!/bin/sh\ncp "$1" "{record}"\necho "Submitted batch job 4242"\n')
+    sbatch.chmod(0o755)
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")       # submitit looks for it before submitting
+    (bin_dir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    folder = tmp_path / "submitit"
+    code = load_script("train_zoo").main([
+        "--profile", "smoke", "--plan-file", str(root / "plan.json"), "--executor", "slurm",
+        "--array-parallelism", "3", "--partition", "debug", "--gpus-per-task", "1", "--folder", str(folder),
+        "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    script = record.read_text()
+    n = len(models)
+    assert f"#SBATCH --array=0-{n - 1}%3" in script
+    assert "#SBATCH --partition=debug" in script and "#SBATCH --gpus-per-task=1" in script
+    assert "-m submitit.core._submit" in script and "srun" in script
+    tasks = [DelayedSubmission.load(p) for p in sorted(folder.glob("4242_*_submitted.pkl"))]
+    assert len(tasks) == n
+    assert all(t.function.__name__ == "train_models" and len(t.args[0]) == 1 for t in tasks)
+    assert sorted(t.args[0][0]["name"] + str(t.args[0][0]["train"]["seed"]) for t in tasks) == \
+        sorted(m["name"] + str(m["seed"]) for m in models)
+    assert {t.args[1] for t in tasks} == {str(tmp_path / "cache")} and {t.args[2] for t in tasks} == {"cuda"}
+    assert "submitted job array 4242" in capsys.readouterr().out
+
+
+def test_bad_arguments_are_refused_in_one_line(planned, tmp_path, capsys, monkeypatch):
+    root, _ = planned
+    train_zoo = load_script("train_zoo")
+    monkeypatch.setenv("PATH", "/nonexistent")               # no srun: not a SLURM machine
+    with pytest.raises(SystemExit, match="no SLURM here"):
+        train_zoo.main(["--plan-file", str(root / "plan.json"), "--executor", "slurm",
+                        "--cache-dir", str(tmp_path / "cache")])
+    monkeypatch.undo()
+    assert train_zoo.main(["--plan-file", str(tmp_path / "none.json"), "--executor", "local"]) == 2
+    assert "is not a plan" in capsys.readouterr().err
+    assert train_zoo.main(["--plan-file", str(root / "plan.json"), "--executor", "slurm",
+                           "--array-parallelism", "0"]) == 2
+    assert "--array-parallelism 0 is invalid; valid: a whole number >= 1" in capsys.readouterr().err
+
+
+def test_shards_deal_the_plan_into_disjoint_shares_of_nearly_equal_cost():
+    train_zoo = load_script("train_zoo")
+    configs = [{"name": f"m{i}", "data": {"n_train": n, "image_size": size}, "train": {"epochs": 4, "seed": 0}}
+               for i, (n, size) in enumerate([(60000, 32), (20000, 48), (20000, 48), (60000, 32), (30000, 33),
+                                              (60000, 32), (2000, 32)])]
+    dealt = train_zoo.shares(configs, 3)
+    names = [c["name"] for share in dealt for c in share]
+    assert sorted(names) == sorted(c["name"] for c in configs) and len(set(names)) == len(names)
+    loads = [sum(train_zoo.cost(c) for c in share) for share in dealt]
+    assert max(loads) - min(loads) <= max(train_zoo.cost(c) for c in configs)
+    assert train_zoo.shares(configs, 3) == dealt                       # the same on every runner
+    assert len(train_zoo.shares(configs[:2], 5)) == 2
