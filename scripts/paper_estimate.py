@@ -22,13 +22,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from shiftlab import data, models, params, zoo  # noqa: E402
+from shiftlab import data, params, zoo  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
 
 ASSUMPTIONS = {
@@ -44,16 +42,6 @@ EVAL_SIZE = ("n_eval", "n_sequences", "n_scenes")
 def used_models(events: Path) -> list[tuple[str, int]]:
     """(zoo name, seed) of every model a chapter used, once each, from its events log."""
     return list(dict.fromkeys((m[1], int(m[2])) for line in events.read_text().splitlines() if (m := USED.match(line))))
-
-
-def flops_per_image(config: dict) -> float:
-    """Forward + backward FLOPs of one image through the network of a full zoo configuration."""
-    net = models.build(models.ModelConfig(**config["model"]))
-    size = config["data"]["image_size"]
-    x = torch.rand(2, config["model"]["in_channels"], size, size)
-    with FlopCounterMode(display=False) as counter:
-        F.cross_entropy(net(x), torch.zeros(2, dtype=torch.long)).backward()
-    return counter.get_total_flops() / 2
 
 
 def training_flops(models_used: list[tuple[str, int]], book: dict, paper: dict) -> dict[tuple, float]:
@@ -72,7 +60,7 @@ def training_flops(models_used: list[tuple[str, int]], book: dict, paper: dict) 
     for model, seed in dict.fromkeys(models_used + [(m, s) for m, _ in models_used for s in extra] + paper_only):
         config = zoo.full_config(model, paper["n_train"], paper["epochs"], seed, **scale)
         images = min(config["data"]["n_train"], data.SPLIT_SIZES[scale["dataset"]]["train"])   # CIFAR-10 has 50k
-        out[(model, seed, scale["dataset"])] = flops_per_image(config) * images * paper["epochs"]
+        out[(model, seed, scale["dataset"])] = zoo.flops_per_image(config) * images * paper["epochs"]
     return out
 
 
@@ -81,8 +69,8 @@ def evaluation_minutes(warm_seconds: float, book: dict, paper: dict) -> float:
     MaxPool network), moved from this CPU's rate to the GPU's."""
     scale = zoo.profile_scale(SimpleNamespace(**paper))
     work = max([paper[k] / book[k] for k in EVAL_SIZE if k in book and k in paper] or [1.0])
-    flops = (flops_per_image(zoo.full_config("baseline", 1, 1, 0, **scale))
-             / flops_per_image(zoo.full_config("baseline", 1, 1, 0)))
+    flops = (zoo.flops_per_image(zoo.full_config("baseline", 1, 1, 0, **scale))
+             / zoo.flops_per_image(zoo.full_config("baseline", 1, 1, 0)))
     return warm_seconds * work * flops * ASSUMPTIONS["cpu GFLOP/s"] / (1e3 * ASSUMPTIONS["sustained TFLOP/s"]) / 60
 
 

@@ -13,7 +13,9 @@ Every task trains into the shared cache directory with the zoo's lock and atomic
 model and a killed task leaves nothing half-written. A model that fails is reported by name with the path of its log;
 running the command again trains only what is still missing. Ctrl-C cancels the submitted jobs.
 
-Plan where the book will be built: a model's cache key includes its training precision, which follows the device.
+Plan where the book will be built: a model's cache key includes its training precision, which follows the device
+(a GPU plan trains in bfloat16 and needs GPU tasks; on a cluster, make the plan on a GPU node:
+srun --gpus 1 .venv/bin/python scripts/run_notebooks.py --profile paper --plan --json > plan.json).
 """
 from __future__ import annotations
 
@@ -44,8 +46,17 @@ def plan(profile: str, overrides: list[str], only: list[str] | None = None) -> l
 
 
 def cost(config: dict) -> float:
-    """A model's relative training cost: images x epochs x pixels (the order of the shares, not a time)."""
-    return config["data"]["n_train"] * config["train"]["epochs"] * config["data"]["image_size"] ** 2
+    """A model's training FLOPs: images x epochs x forward and backward FLOPs per image (the order and balance of the
+    shares; the same network at the same size is counted once)."""
+    from shiftlab import zoo
+
+    arch = json.dumps([config["model"], config["data"]["image_size"]], sort_keys=True)
+    if arch not in _FLOPS:
+        _FLOPS[arch] = zoo.flops_per_image(config)
+    return config["data"]["n_train"] * config["train"]["epochs"] * _FLOPS[arch]
+
+
+_FLOPS: dict[str, float] = {}
 
 
 def shares(configs: list[dict], n: int) -> list[list[dict]]:
@@ -138,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partition", default="", help="slurm: the partition to submit to")
     ap.add_argument("--gpus-per-task", type=int, default=0, help="slurm: GPUs per task (0: train on the CPU)")
     ap.add_argument("--cpus-per-task", type=int, default=2, help="slurm: CPU cores per task (default 2)")
-    ap.add_argument("--timeout-min", type=int, default=240, help="the time limit of one task, minutes (default 240)")
+    ap.add_argument("--timeout-min", type=int, default=240,
+                    help="the time limit of one task (slurm: one model; local: one process's share), minutes "
+                         "(default 240)")
     ap.add_argument("--folder", default="", help="submitit's logs and job files (default results/submitit/PROFILE)")
     ap.add_argument("--cache-dir", default="", help="the shared model cache (default: the profile's cache_dir)")
     ap.add_argument("--wait", action="store_true", help="slurm: wait for the array and report (local always waits)")
@@ -161,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     else:
         models = plan(args.profile, args.overrides, args.only)
-    cache_dir = Path(args.cache_dir or next(iter(models), {}).get("cache_dir", ROOT / "results" / "cache"))
+    cache_dir = Path(args.cache_dir or next(iter(models), {}).get("cache_dir", ROOT / "results" / "cache")).resolve()
     configs = [m["config"] for m in models]
     if args.shard:
         k, _, n = args.shard.partition("/")
@@ -171,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         dealt = shares(configs, int(n))
         configs = dealt[int(k)] if int(k) < len(dealt) else []
     missing = [c for c in configs if not zoo.is_cached(c, cache_dir)]
+    device = "cuda" if args.executor == "slurm" and args.gpus_per_task else "cpu"
+    gpu_only = sorted({c["name"] for c in missing if c["train"].get("precision", "fp32") != "fp32"})
+    if device == "cpu" and gpu_only:
+        print(f"error: the plan trains {', '.join(gpu_only)} in bfloat16, as on a GPU, and these tasks have none; "
+              "valid: --executor slurm --gpus-per-task 1, or a plan made where the book is built on the CPU",
+              file=sys.stderr)
+        return 2
     print(f"{len(configs)} planned model(s), {len(configs) - len(missing)} cached, {len(missing)} to train "
           f"into {cache_dir}", flush=True)
     if not missing:
@@ -179,10 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     ex = executor(args, folder)
     if args.executor == "local":
         groups = shares(missing, args.workers or cpu_count())
-        jobs = [ex.submit(train_models, g, str(cache_dir), "cpu") for g in groups]
+        jobs = [ex.submit(train_models, g, str(cache_dir), device) for g in groups]
     else:
         groups = [[c] for c in sorted(missing, key=cost, reverse=True)]
-        device = "cuda" if args.gpus_per_task else "cpu"
         jobs = ex.map_array(train_models, groups, [str(cache_dir)] * len(groups), [device] * len(groups))
         print(f"submitted job array {jobs[0].job_id.split('_')[0]}: {len(jobs)} task(s), at most "
               f"{args.array_parallelism} at once; logs in {folder}", flush=True)

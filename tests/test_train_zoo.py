@@ -97,14 +97,26 @@ def test_bad_arguments_are_refused_in_one_line(planned, tmp_path, capsys, monkey
 
 
 def test_shards_deal_the_plan_into_disjoint_shares_of_nearly_equal_cost():
+    from shiftlab import zoo
+
     train_zoo = load_script("train_zoo")
-    configs = [{"name": f"m{i}", "data": {"n_train": n, "image_size": size}, "train": {"epochs": 4, "seed": 0}}
-               for i, (n, size) in enumerate([(60000, 32), (20000, 48), (20000, 48), (60000, 32), (30000, 33),
-                                              (60000, 32), (2000, 32)])]
+    configs = [zoo.full_config(name, 60000, 4, seed) for name in ("baseline", "canvas_vgg", "aps", "c8")
+               for seed in (0, 1)]
+    assert train_zoo.cost(configs[6]) > train_zoo.cost(configs[0])       # c8: 5x5 filters on half the images
     dealt = train_zoo.shares(configs, 3)
-    names = [c["name"] for share in dealt for c in share]
-    assert sorted(names) == sorted(c["name"] for c in configs) and len(set(names)) == len(names)
+    keys = [zoo.cache_key(c) for share in dealt for c in share]
+    assert sorted(keys) == sorted(zoo.cache_key(c) for c in configs) and len(set(keys)) == len(keys)
     loads = [sum(train_zoo.cost(c) for c in share) for share in dealt]
     assert max(loads) - min(loads) <= max(train_zoo.cost(c) for c in configs)
     assert train_zoo.shares(configs, 3) == dealt                       # the same on every runner
     assert len(train_zoo.shares(configs[:2], 5)) == 2
+
+
+def test_a_gpu_plan_is_refused_on_the_cpu(planned, tmp_path, capsys):
+    from shiftlab import zoo
+
+    plan = [{"name": "baseline", "seed": 0, "config": zoo.full_config("baseline", 500, 1, 0, device="cuda")}]
+    (tmp_path / "gpu.json").write_text(json.dumps(plan))
+    code = load_script("train_zoo").main(["--plan-file", str(tmp_path / "gpu.json"), "--executor", "local",
+                                          "--cache-dir", str(tmp_path / "cache")])
+    assert code == 2 and "trains baseline in bfloat16" in capsys.readouterr().err

@@ -29,8 +29,9 @@ class C8Net(nn.Module):
     """Steerable VGG-like: per stage R2Conv (5x5, regular fields of C_N) - InnerBatchNorm - ReLU - anti-aliased
     average pooling (stride 2); then pooling over the group (max over each field's N rotations),
     global average pooling and a linear head. cfg.widths are numbers of regular fields (channels / N). With N = 1
-    (arch 'c1') every layer is its ordinary counterpart (5x5 convolution, batch norm, the same pooling): the same
-    network without the rotation constraint."""
+    (arch 'c1') the same code gives the same layers for the trivial group: filters from the same band-limited basis
+    (e2cnn's rings), not tied across rotations, ordinary batch norm, the same pooling, and no group to pool over
+    (the head sees every channel)."""
 
     def __init__(self, cfg, n_rotations: int = 8):
         super().__init__()

@@ -3,9 +3,7 @@
 (function () {
   "use strict";
   const D = window.SHIFTLAB_EXPLORER;
-  const root = document.getElementById("shift-explorer");
-  if (!D || !root || root.dataset.ready) return;
-  root.dataset.ready = "1";
+  if (!D) return;
 
   const P = D.period, Q = D.steps, G = P * Q, C = D.crop_max, K = D.classes.length;
   const N = D.images.length, M = D.networks.length, W = 2 * C + 1;
@@ -115,132 +113,146 @@
     return stops[i].map((a, c) => Math.round(a + f * (stops[i + 1][c] - a)));
   }
 
-  const state = { image: 0, mode: "whole", dy: 0, dx: 0, visited: new Set() };
+  /* one explorer in root; sfx keeps its element ids and radio group apart from another one on the page */
+  function init(root, sfx) {
+    const state = { image: 0, mode: "whole", dy: 0, dx: 0, visited: new Map() };
 
-  /* controls */
-  const picker = el("div", { class: "se-picker", role: "radiogroup", "aria-label": "test image" });
-  D.images.forEach((im, n) => {
-    const c = el("canvas", { width: 2 * SIDE, height: 2 * SIDE });
-    draw(c, im.pixels, SIDE, 2);
-    const b = el("button", { type: "button", class: "se-thumb", role: "radio", "data-image": String(n),
-                             title: `test item ${im.index}: ${D.classes[im.label]}`,
-                             "aria-label": `test item ${im.index}, ${D.classes[im.label]}` }, [c]);
-    b.addEventListener("click", () => { state.image = n; state.dy = state.dx = 0; state.visited.clear(); update(); });
-    picker.appendChild(b);
-  });
-  const modes = el("div", { class: "se-modes", role: "radiogroup", "aria-label": "kind of shift" });
-  for (const [value, label] of [["whole", "whole pixels, circular"], ["quarter", `1/${Q}-pixel steps, band-limited`],
-                                ["crop", "whole pixels, crop (zero fill)"]]) {
-    const input = el("input", { type: "radio", name: "se-mode", value, id: `se-mode-${value}` });
-    if (value === state.mode) input.checked = true;
-    input.addEventListener("change", () => { state.mode = value; state.dy = state.dx = 0; state.visited.clear(); update(); });
-    modes.appendChild(el("label", { for: `se-mode-${value}` }, [input, document.createTextNode(" " + label)]));
-  }
-  const slider = (axis) => {
-    const input = el("input", { type: "range", min: String(-C), max: String(C), step: "1", value: "0", id: `se-${axis}`,
-                                "aria-label": `shift ${axis} (px)` });
-    const out = el("output", { for: `se-${axis}`, class: "se-value" });
-    input.addEventListener("input", () => { state[axis] = Number(input.value); update(); });
-    return [input, out];
-  };
-  const [sy, oy] = slider("dy"), [sx, ox] = slider("dx");
-  const reset = el("button", { type: "button", class: "se-reset", text: "reset" });
-  reset.addEventListener("click", () => { state.dy = state.dx = 0; update(); });
-  const stage = el("canvas", { width: 8 * SIDE, height: 8 * SIDE, class: "se-stage", tabindex: "0",
-                               "aria-label": "the shifted image: drag it, or use the arrow keys" });
-  const where = el("p", { class: "se-where" });
-  const controls = el("div", { class: "se-controls" }, [
-    modes,
-    el("label", { class: "se-slider" }, [document.createTextNode("dy "), sy, oy]),
-    el("label", { class: "se-slider" }, [document.createTextNode("dx "), sx, ox]),
-    reset]);
-
-  /* one panel per network: bars, counter, map of P(correct class) over the whole-pixel circular shifts */
-  const panels = D.networks.map((name, m) => {
-    const bars = D.classes.map((cls, k) => {
-      const fill = el("span", { class: "se-fill" }), value = el("span", { class: "se-num" });
-      const row = el("div", { class: "se-bar", "data-class": String(k) }, [
-        el("span", { class: "se-cls", text: cls }), el("span", { class: "se-track" }, [fill]), value]);
-      return { row, fill, value };
+    /* controls */
+    const picker = el("div", { class: "se-picker", role: "radiogroup", "aria-label": "test image" });
+    D.images.forEach((im, n) => {
+      const c = el("canvas", { width: 2 * SIDE, height: 2 * SIDE });
+      draw(c, im.pixels, SIDE, 2);
+      const b = el("button", { type: "button", class: "se-thumb", role: "radio", "data-image": String(n),
+                               title: `test item ${im.index}: ${D.classes[im.label]}`,
+                               "aria-label": `test item ${im.index}, ${D.classes[im.label]}` }, [c]);
+      b.addEventListener("click", () => { state.image = n; state.dy = state.dx = 0; state.visited.clear(); update(); });
+      picker.appendChild(b);
     });
-    const counter = el("p", { class: "se-counter" });
-    const map = el("canvas", { width: 12 * P, height: 12 * P, class: "se-map",
-                               "aria-label": `${name}: probability of the correct class at every whole-pixel shift` });
-    const panel = el("section", { class: "se-net", "data-network": String(m) }, [
-      el("h3", { text: name }), el("div", { class: "se-bars" }, bars.map((b) => b.row)), counter,
-      el("figure", {}, [map, el("div", { class: "se-scale", "aria-hidden": "true" }, [
-        el("span", { text: "0" }), el("span", { class: "se-gradient" }), el("span", { text: "1" })]),
-      el("figcaption", { text: `P(correct class) at the whole-pixel shifts 0..${P - 1} px (rows dy, columns dx; ` +
-                                 `marker: this shift mod ${P})` })])]);
-    return { panel, bars, counter, map };
-  });
-
-  root.append(el("div", { class: "se-top" }, [
-    el("div", { class: "se-left" }, [picker, stage, where]), el("div", { class: "se-right" }, [controls])]),
-  el("div", { class: "se-nets" }, panels.map((p) => p.panel)));
-
-  function update() {
-    const step = state.mode === "quarter" ? 1 / Q : 1;
-    for (const [input, axis] of [[sy, "dy"], [sx, "dx"]]) {
-      state[axis] = Math.max(-C, Math.min(C, Math.round(state[axis] / step) * step));
-      input.step = String(step);
-      input.value = String(state[axis]);
+    const modes = el("div", { class: "se-modes", role: "radiogroup", "aria-label": "kind of shift" });
+    for (const [value, label] of [["whole", "whole pixels, circular"], ["quarter", `1/${Q}-pixel steps, band-limited`],
+                                  ["crop", "whole pixels, crop (zero fill)"]]) {
+      const input = el("input", { type: "radio", name: `se-mode${sfx}`, value, id: `se-mode-${value}${sfx}` });
+      if (value === state.mode) input.checked = true;
+      input.addEventListener("change", () => { state.mode = value; state.dy = state.dx = 0; state.visited.clear(); update(); });
+      modes.appendChild(el("label", { for: `se-mode-${value}${sfx}` }, [input, document.createTextNode(" " + label)]));
     }
-    oy.textContent = `${state.dy.toFixed(2)} px`; ox.textContent = `${state.dx.toFixed(2)} px`;
-    picker.querySelectorAll(".se-thumb").forEach((b, n) => b.setAttribute("aria-checked", String(n === state.image)));
-    const im = D.images[state.image];
-    draw(stage, shifted(im.pixels, state.mode, state.dy, state.dx), SIDE, 8);
-    where.textContent = `test item ${im.index}, true class: ${D.classes[im.label]}; shift (${state.dy}, ${state.dx}) px`;
-    state.visited.add(`${state.dy},${state.dx}`);
-    panels.forEach((p, m) => {
-      const probs = probsAt(m, state.image, state.mode, state.dy, state.dx), top = argmax(probs);
-      p.bars.forEach((b, k) => {
-        b.fill.style.width = `${probs[k] / D.scale * 100}%`;
-        b.value.textContent = `${(probs[k] / D.scale * 100).toFixed(1)}%`;
-        b.row.classList.toggle("se-top-class", k === top);
-        b.row.classList.toggle("se-true-class", k === im.label);
-        b.row.setAttribute("aria-label", `${D.classes[k]}: ${b.value.textContent}${k === top ? " (top class)" : ""}`);
+    const slider = (axis) => {
+      const input = el("input", { type: "range", min: String(-C), max: String(C), step: "1", value: "0", id: `se-${axis}${sfx}`,
+                                  "aria-label": `shift ${axis} (px)` });
+      const out = el("output", { for: `se-${axis}${sfx}`, class: "se-value" });
+      input.addEventListener("input", () => { state[axis] = Number(input.value); update(); });
+      return [input, out];
+    };
+    const [sy, oy] = slider("dy"), [sx, ox] = slider("dx");
+    const reset = el("button", { type: "button", class: "se-reset", text: "reset" });
+    reset.addEventListener("click", () => { state.dy = state.dx = 0; update(); });
+    const stage = el("canvas", { width: 8 * SIDE, height: 8 * SIDE, class: "se-stage", tabindex: "0",
+                                 "aria-label": "the shifted image: drag it, or use the arrow keys" });
+    const where = el("p", { class: "se-where" });
+    const controls = el("div", { class: "se-controls" }, [
+      modes,
+      el("label", { class: "se-slider" }, [document.createTextNode("dy "), sy, oy]),
+      el("label", { class: "se-slider" }, [document.createTextNode("dx "), sx, ox]),
+      reset]);
+
+    /* one panel per network: bars, counter, map of P(correct class) over the whole-pixel circular shifts */
+    const panels = D.networks.map((name, m) => {
+      const bars = D.classes.map((cls, k) => {
+        const fill = el("span", { class: "se-fill" }), value = el("span", { class: "se-num" });
+        const row = el("div", { class: "se-bar", "data-class": String(k) }, [
+          el("span", { class: "se-cls", text: cls }), el("span", { class: "se-track" }, [fill]), value]);
+        return { row, fill, value };
       });
-      const start = argmax(probsAt(m, state.image, state.mode, 0, 0));
-      let changed = 0;
-      for (const key of state.visited) {
-        const [dy, dx] = key.split(",").map(Number);
-        if (argmax(probsAt(m, state.image, state.mode, dy, dx)) !== start) changed++;
-      }
-      p.counter.textContent = `class changed at ${changed} of the ${state.visited.size} shifts tried`;
-      p.counter.dataset.changed = String(changed);
-      const ctx = p.map.getContext("2d"), s = p.map.width / P;
-      for (let i = 0; i < P; i++) {
-        for (let j = 0; j < P; j++) {
-          const v = probsAt(m, state.image, "whole", i, j)[im.label] / D.scale;
-          ctx.fillStyle = `rgb(${viridis(v).join(",")})`;
-          ctx.fillRect(j * s, i * s, s, s);
-        }
-      }
-      ctx.strokeStyle = "#ff3b30"; ctx.lineWidth = 2;
-      ctx.strokeRect(mod(Math.floor(state.dx), P) * s + 1, mod(Math.floor(state.dy), P) * s + 1, s - 2, s - 2);
+      const counter = el("p", { class: "se-counter" });
+      const map = el("canvas", { width: 12 * P, height: 12 * P, class: "se-map",
+                                 "aria-label": `${name}: probability of the correct class at every whole-pixel shift` });
+      const panel = el("section", { class: "se-net", "data-network": String(m) }, [
+        el("h3", { text: name }), el("div", { class: "se-bars" }, bars.map((b) => b.row)), counter,
+        el("figure", {}, [map, el("div", { class: "se-scale", "aria-hidden": "true" }, [
+          el("span", { text: "0" }), el("span", { class: "se-gradient" }), el("span", { text: "1" })]),
+        el("figcaption", { text: `P(correct class) at the whole-pixel shifts 0..${P - 1} px (rows dy, columns dx; ` +
+                                   `marker: this shift mod ${P})` })])]);
+      return { panel, bars, counter, map };
     });
+
+    root.append(el("div", { class: "se-top" }, [
+      el("div", { class: "se-left" }, [picker, stage, where]), el("div", { class: "se-right" }, [controls])]),
+    el("div", { class: "se-nets" }, panels.map((p) => p.panel)));
+
+    function update() {
+      const step = state.mode === "quarter" ? 1 / Q : 1;
+      for (const [input, axis] of [[sy, "dy"], [sx, "dx"]]) {
+        state[axis] = Math.max(-C, Math.min(C, Math.round(state[axis] / step) * step));
+        input.step = String(step);
+        input.value = String(state[axis]);
+      }
+      oy.textContent = `${state.dy.toFixed(2)} px`; ox.textContent = `${state.dx.toFixed(2)} px`;
+      picker.querySelectorAll(".se-thumb").forEach((b, n) => b.setAttribute("aria-checked", String(n === state.image)));
+      const im = D.images[state.image];
+      draw(stage, shifted(im.pixels, state.mode, state.dy, state.dx), SIDE, 8);
+      where.textContent = `test item ${im.index}, true class: ${D.classes[im.label]}; shift (${state.dy}, ${state.dx}) px`;
+      /* circular shifts a period apart are one shift (the grid index); crop shifts are all distinct */
+      const key = state.mode === "crop" ? `${state.dy},${state.dx}`
+        : `${mod(Math.round(state.dy * Q), G)},${mod(Math.round(state.dx * Q), G)}`;
+      state.visited.set(key, [state.dy, state.dx]);
+      panels.forEach((p, m) => {
+        const probs = probsAt(m, state.image, state.mode, state.dy, state.dx), top = argmax(probs);
+        p.bars.forEach((b, k) => {
+          b.fill.style.width = `${probs[k] / D.scale * 100}%`;
+          b.value.textContent = `${(probs[k] / D.scale * 100).toFixed(1)}%`;
+          b.row.classList.toggle("se-top-class", k === top);
+          b.row.classList.toggle("se-true-class", k === im.label);
+          b.row.setAttribute("aria-label", `${D.classes[k]}: ${b.value.textContent}${k === top ? " (top class)" : ""}`);
+        });
+        const start = argmax(probsAt(m, state.image, state.mode, 0, 0));
+        let changed = 0;
+        for (const [dy, dx] of state.visited.values()) {
+          if (argmax(probsAt(m, state.image, state.mode, dy, dx)) !== start) changed++;
+        }
+        p.counter.textContent = `class changed at ${changed} of the ${state.visited.size} shifts tried`;
+        p.counter.dataset.changed = String(changed);
+        const ctx = p.map.getContext("2d"), s = p.map.width / P;
+        for (let i = 0; i < P; i++) {
+          for (let j = 0; j < P; j++) {
+            const v = probsAt(m, state.image, "whole", i, j)[im.label] / D.scale;
+            ctx.fillStyle = `rgb(${viridis(v).join(",")})`;
+            ctx.fillRect(j * s, i * s, s, s);
+          }
+        }
+        ctx.strokeStyle = "#ff3b30"; ctx.lineWidth = 2;
+        ctx.strokeRect(mod(Math.floor(state.dx), P) * s + 1, mod(Math.floor(state.dy), P) * s + 1, s - 2, s - 2);
+      });
+    }
+
+    stage.addEventListener("keydown", (e) => {
+      const step = state.mode === "quarter" ? 1 / Q : 1;
+      const move = { ArrowUp: [-step, 0], ArrowDown: [step, 0], ArrowLeft: [0, -step], ArrowRight: [0, step] }[e.key];
+      if (!move) return;
+      e.preventDefault();
+      state.dy += move[0]; state.dx += move[1];
+      update();
+    });
+    let drag = null;
+    stage.addEventListener("pointerdown", (e) => {
+      if (e.button !== 0) return;
+      drag = { x: e.clientX, y: e.clientY, dy: state.dy, dx: state.dx };
+      stage.setPointerCapture(e.pointerId); stage.focus();
+    });
+    stage.addEventListener("pointermove", (e) => {
+      if (!drag) return;
+      const px = stage.getBoundingClientRect().width / SIDE;
+      state.dy = drag.dy + (e.clientY - drag.y) / px; state.dx = drag.dx + (e.clientX - drag.x) / px;
+      update();
+    });
+    for (const end of ["pointerup", "pointercancel", "lostpointercapture"]) {
+      stage.addEventListener(end, () => { drag = null; });
+    }
+    update();
   }
 
-  stage.addEventListener("keydown", (e) => {
-    const step = state.mode === "quarter" ? 1 / Q : 1;
-    const move = { ArrowUp: [-step, 0], ArrowDown: [step, 0], ArrowLeft: [0, -step], ArrowRight: [0, step] }[e.key];
-    if (!move) return;
-    e.preventDefault();
-    state.dy += move[0]; state.dx += move[1];
-    update();
+  document.querySelectorAll(".shift-explorer").forEach((root, n) => {
+    if (root.dataset.ready) return;
+    root.dataset.ready = "1";
+    init(root, n ? `-${n}` : "");
   });
-  let drag = null;
-  stage.addEventListener("pointerdown", (e) => {
-    drag = { x: e.clientX, y: e.clientY, dy: state.dy, dx: state.dx };
-    stage.setPointerCapture(e.pointerId); stage.focus();
-  });
-  stage.addEventListener("pointermove", (e) => {
-    if (!drag) return;
-    const px = stage.getBoundingClientRect().width / SIDE;
-    state.dy = drag.dy + (e.clientY - drag.y) / px; state.dx = drag.dx + (e.clientX - drag.x) / px;
-    update();
-  });
-  stage.addEventListener("pointerup", () => { drag = null; });
-  update();
 })();

@@ -21,6 +21,7 @@ import torch
 from . import inference, shifts
 
 SCALE = 1000          # probabilities are stored as round(p * SCALE)
+FORMAT = "explorer/1"   # the data's layout, part of its evaluation-cache key
 SCRIPT, STYLE = Path(__file__).with_name("explorer.js"), Path(__file__).with_name("explorer.css")
 
 

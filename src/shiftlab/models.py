@@ -6,7 +6,7 @@ polyphase sampling: maxaps, convaps, with a blur first when filt_size > 1), then
 a linear classifier, or (like VGG16 and AlexNet) a fully connected layer on the flattened map of a
 fixed-size input.
 C8 (rotation-equivariant, ``shiftlab.equivariant``, needs e2cnn): steerable convolutions, see there; C1 is the same
-network for the trivial group, ordinary convolutions with the same layers (its control).
+code for the trivial group: the same layers and filter basis without the rotation constraint (its control).
 STN: a spatial-transformer front end (a learned translation) before the VGG-like.
 ResNet-like: a conv3x3-BN-ReLU stem, then one residual block per stage whose first conv has
 stride 2 (shortcut: 1x1 conv with stride 2 + BN), then global average pooling and a linear layer.

@@ -90,14 +90,14 @@ def _registry() -> dict[str, Entry]:
     entries["resnet18_aps"] = Entry(replace(resnet18, downsample="convaps"),
                                     description="ResNet-18, APS in place of every subsampling (Chaman & Dokmanić), "
                                                 "circular padding")
-    # Part IV, rotations: a C8-equivariant network and its control, the same layers for the trivial group C1 (ordinary
-    # 5x5 convolutions, as many channels), each trained upright and with random rotations (33 px frames: odd, so
+    # Part IV, rotations: a C8-equivariant network and its control, the same layers for the trivial group C1 (the same
+    # filter basis, untied, as many channels), each trained upright and with random rotations (33 px frames: odd, so
     # rotations by 90° keep every sampling grid)
     steerable = {"c8": (ModelConfig(arch="c8", downsample="avg", padding="zeros", widths=(2, 4, 8)),
                         "C8-equivariant steerable CNN (e2cnn), 2-4-8 regular fields (16-32-64 channels)"),
                  "c1": (ModelConfig(arch="c1", downsample="avg", padding="zeros", widths=(16, 32, 64)),
-                        "the C8 network's layers for the trivial group C1: 16-32-64 channels of ordinary 5x5 "
-                        "convolutions")}
+                        "the C8 network's layers for the trivial group C1: 16-32-64 channels of 5x5 filters "
+                        "from the same basis, untied")}
     for name, (model, what) in steerable.items():
         # float32 on a GPU too: e2cnn's basis expansion runs slower under bfloat16
         entries[name] = Entry(model, image_size=33, precision="fp32", max_train=ROTATION_TRAIN,
@@ -346,6 +346,19 @@ def _train_to_cache(config: dict, path: str, device: str = "cpu", progress: bool
         return None
     finally:
         torch.set_num_threads(threads)
+
+
+def flops_per_image(config: dict) -> float:
+    """Forward + backward FLOPs of one image through the network of a full configuration (torch's FlopCounterMode)."""
+    from torch.nn import functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = build(ModelConfig(**config["model"]))
+    size = config["data"]["image_size"]
+    x = torch.rand(2, config["model"]["in_channels"], size, size)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(net(x), torch.zeros(2, dtype=torch.long)).backward()
+    return counter.get_total_flops() / 2
 
 
 def is_cached(config: dict, cache_dir: str | Path) -> bool:
