@@ -35,6 +35,17 @@ def smoke_run(tmp_path_factory) -> Path:
     return tree
 
 
+@pytest.fixture(scope="session")
+def smoke_plan(smoke_run) -> list[dict]:
+    """The smoke profile's plan (run_notebooks.py --plan --json) for the smoke run's tree."""
+    import json
+
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", "smoke", "--plan",
+                           "--json", "--jobs", "2", "--root", str(smoke_run)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
 def load_script(name: str):
     """scripts/<name>.py as a module, so its functions run in-process (no interpreter start per call)."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")

@@ -16,20 +16,19 @@ NOTEBOOK = "00_background"
 
 
 @pytest.fixture(scope="module")
-def planned(tmp_path_factory) -> tuple[Path, list[dict]]:
-    """A scratch root and the smoke plan of chapter 0 for it (its cache directory is the root's)."""
+def planned(tmp_path_factory, smoke_plan) -> tuple[Path, list[dict]]:
+    """A scratch root and chapter 0's part of the smoke plan, as a plan file (trained into the root's own cache)."""
     root = tmp_path_factory.mktemp("train_zoo")
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", "smoke", "--plan",
-                           "--json", "--only", NOTEBOOK, "--root", str(root)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    (root / "plan.json").write_text(proc.stdout)
-    return root, json.loads(proc.stdout)
+    models = [m for m in smoke_plan if NOTEBOOK in m["notebooks"]]
+    (root / "plan.json").write_text(json.dumps(models))
+    return root, models
 
 
 def test_local_executor_trains_the_plan_and_the_chapter_then_trains_nothing(planned, smoke_run, capsys):
     root, models = planned
     train_zoo = load_script("train_zoo")
-    args = ["--profile", "smoke", "--plan-file", str(root / "plan.json"), "--folder", str(root / "submitit")]
+    args = ["--profile", "smoke", "--plan-file", str(root / "plan.json"), "--folder", str(root / "submitit"),
+            "--cache-dir", str(root / "results" / "cache")]
     assert train_zoo.main([*args, "--executor", "local", "--workers", "2"]) == 0
     cache = root / "results" / "cache"
     assert sorted(p.name for p in cache.glob("*.pt")) == sorted(f"{m['name']}-{m['key']}.pt" for m in models)
@@ -38,10 +37,11 @@ def test_local_executor_trains_the_plan_and_the_chapter_then_trains_nothing(plan
     assert f"{len(models)} cached, 0 to train" in capsys.readouterr().out
 
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", "smoke", "--only",
-                           NOTEBOOK, "--root", str(root), "--out", str(root / "executed")],
+                           NOTEBOOK, "--root", str(root), "--out", str(root / "executed"),
+                           "--jobs", "2"],       # as the smoke run: one core per notebook, the same float sums
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    events = (root / "results" / "smoke" / "events.log").read_text()
+    events = (root / "results" / "smoke" / f"events-{NOTEBOOK}.log").read_text()
     assert "train " not in events, events
     warm = json.loads((root / "results" / "smoke" / f"{NOTEBOOK}.json").read_text())
     sequential = json.loads((smoke_run / "results" / "smoke" / f"{NOTEBOOK}.json").read_text())

@@ -271,7 +271,7 @@ def load_checkpoint(path: Path, config: dict) -> Checkpoint:
         raise CacheError(f"{path} is unreadable or truncated ({type(err).__name__}: {err})") from err
     if hashlib.sha256(weights).hexdigest() != digest:
         raise CacheError(f"{path} is corrupt: its weights do not match their SHA-256")
-    if blob["config"] != config:
+    if cache_key(blob["config"]) != cache_key(config):    # canonical JSON: a plan's lists equal the zoo's tuples
         raise CacheError(f"{path} was written for another configuration or library version")
     model = build(ModelConfig(**config["model"]))
     model.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
