@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
+from train_zoo import plan  # noqa: E402  (scripts/, beside this file: the run's plan as JSON)
 
 from shiftlab import data, fast, zoo  # noqa: E402
 from shiftlab.models import ModelConfig, build  # noqa: E402
@@ -31,16 +31,6 @@ from shiftlab.runtime import cpu_count  # noqa: E402
 from shiftlab.train import train  # noqa: E402
 
 BATCHES = 6      # measured batches per architecture, after one of warm-up
-
-
-def plan(profile: str, overrides: list[str]) -> list[dict]:
-    cmd = [sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", profile, "--plan", "--json"]
-    for o in overrides:
-        cmd += ["-p", o]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode:
-        sys.exit(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "the plan failed")
-    return json.loads(proc.stdout)
 
 
 def seconds_per_image(config: dict, images: data.Split) -> float:
