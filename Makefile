@@ -93,8 +93,10 @@ weights: setup
 onnx: setup
 	$(PY) scripts/export_onnx.py --profile $(PROFILE)
 
+# 4 vs 8 epochs for every network the book trains, into book/convergence.{json,md}, which the chapters read;
+# CONVERGENCE_ARGS adds options, e.g. CONVERGENCE_ARGS="--seeds 1 --networks aps" (scripts/convergence.py --help).
 convergence: setup
-	$(PY) scripts/convergence.py
+	$(PY) scripts/convergence.py $(CONVERGENCE_ARGS)
 
 site: setup
 	$(VENV)/bin/jupyter-book build . --all -W --keep-going

@@ -11,7 +11,8 @@ profile and -p parameters) less those already in the cache. slurm: one task per 
 running at once; local: N processes (default: one per core), each training its share of the models, the largest first.
 Every task trains into the shared cache directory with the zoo's lock and atomic write, so two tasks never train one
 model and a killed task leaves nothing half-written. A model that fails is reported by name with the path of its log;
-running the command again trains only what is still missing. Ctrl-C cancels the submitted jobs.
+running the command again trains only what is still missing, and does not submit again a model an earlier array from
+the same --folder is still training (SLURM's state of its task). Ctrl-C cancels the submitted jobs.
 
 Plan where the book will be built: a model's cache key includes its training precision, which follows the device
 (a GPU plan trains in bfloat16 and needs GPU tasks; on a cluster, make the plan on a GPU node:
@@ -84,6 +85,32 @@ def train_models(configs: list[dict], cache_dir: str, device: str) -> list[dict]
         except Exception as err:     # reported by name; the other models of the share still train
             done.append({**label, "error": f"{type(err).__name__}: {err}"})
     return done
+
+
+IN_FLIGHT = "in_flight.json"     # in the submitit folder: cache key -> SLURM job id of every model submitted
+ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING", "UNKNOWN"}
+
+
+def job_active(folder: Path, job_id: str) -> bool:
+    """Whether SLURM job job_id (an array task, "<array>_<k>") is still waiting or running (submitit's sacct view;
+    a job SLURM no longer knows reads as UNKNOWN, which counts as active until sacct says otherwise)."""
+    import submitit
+
+    return submitit.SlurmJob(folder=folder, job_id=job_id).state.split(" ")[0] in ACTIVE
+
+
+def in_flight(folder: Path, keys: set[str]) -> dict[str, str]:
+    """Of the cache keys, those a job array submitted from this folder is still training: key -> job id."""
+    path = folder / IN_FLIGHT
+    submitted = json.loads(path.read_text()) if path.is_file() else {}
+    return {k: j for k, j in submitted.items() if k in keys and job_active(folder, j)}
+
+
+def record_in_flight(folder: Path, submitted: dict[str, str], still: dict[str, str]) -> None:
+    """Write the folder's record of submitted models: those still in flight and those just submitted."""
+    from shiftlab.results import atomic_write_bytes
+
+    atomic_write_bytes(folder / IN_FLIGHT, json.dumps({**still, **submitted}, indent=1).encode())
 
 
 def executor(args: argparse.Namespace, folder: Path):
@@ -191,11 +218,16 @@ def main(argv: list[str] | None = None) -> int:
               "valid: --executor slurm --gpus-per-task 1, or a plan made where the book is built on the CPU",
               file=sys.stderr)
         return 2
-    print(f"{len(configs)} planned model(s), {len(configs) - len(missing)} cached, {len(missing)} to train "
-          f"into {cache_dir}", flush=True)
+    folder = Path(args.folder or ROOT / "results" / "submitit" / Path(args.profile).stem).resolve()
+    still = in_flight(folder, {zoo.cache_key(c) for c in missing}) if args.executor == "slurm" else {}
+    if still:
+        print(f"{len(still)} model(s) still in flight in job(s) {', '.join(sorted(set(still.values())))}: not "
+              "submitted again", flush=True)
+        missing = [c for c in missing if zoo.cache_key(c) not in still]
+    print(f"{len(configs)} planned model(s), {len(configs) - len(missing) - len(still)} cached, {len(missing)} to "
+          f"train into {cache_dir}", flush=True)
     if not missing:
         return 0
-    folder = Path(args.folder or ROOT / "results" / "submitit" / Path(args.profile).stem).resolve()
     ex = executor(args, folder)
     if args.executor == "local":
         groups = shares(missing, args.workers or cpu_count())
@@ -203,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         groups = [[c] for c in sorted(missing, key=cost, reverse=True)]
         jobs = ex.map_array(train_models, groups, [str(cache_dir)] * len(groups), [device] * len(groups))
+        record_in_flight(folder, {zoo.cache_key(g[0]): j.job_id for g, j in zip(groups, jobs, strict=True)}, still)
         print(f"submitted job array {jobs[0].job_id.split('_')[0]}: {len(jobs)} task(s), at most "
               f"{args.array_parallelism} at once; logs in {folder}", flush=True)
         if not args.wait:

@@ -1,11 +1,15 @@
-"""scripts/convergence.py: the distance of the book's budget from the longest run, per network and seed, and its
-table."""
+"""The convergence record: per network and seed, the distance of the book's budget from the longest run
+(shiftlab.convergence), its table (scripts/convergence.py), and what a chapter says of its networks."""
+from types import SimpleNamespace
+
 import pytest
 from conftest import load_script
 
+from shiftlab import convergence, prose
+
 
 @pytest.fixture(scope="module")
-def convergence():
+def script():
     return load_script("convergence")
 
 
@@ -16,24 +20,64 @@ def accuracy(baseline_gaps: tuple[float, float], canvas_gaps: tuple[float, float
     return {"baseline": net(*baseline_gaps), "maxblur5": net(0.25, 0.5), "canvas_vgg": net(*canvas_gaps)}
 
 
-def test_gaps_are_per_network_and_seed(convergence):
+BOOK = SimpleNamespace(profile="book", epochs=4, n_train=60000)
+
+
+def test_gaps_are_per_network_and_seed_and_read_json_keys():
     gaps = convergence.gaps(accuracy((0.75, 0.5), (1.5, 1.25)), budget=4)
     assert gaps["baseline"] == pytest.approx({0: 0.75, 1: 0.5})
     assert gaps["canvas_vgg"] == pytest.approx({0: 1.5, 1: 1.25})
+    assert convergence.gaps({"aps": {"0": {"4": 90.0, "8": 91.0, "2": 80.0}}}, 4) == {"aps": {"0": 1.0}}
 
 
-def test_table_has_a_row_per_network_and_seed_and_says_which_miss_the_rule(convergence):
-    text = convergence.markdown(accuracy((0.75, 0.5), (1.5, 0.5)), budget=4)
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "network" not in line and "---" not in line]
+def test_record_merges_a_seed_measured_again_and_keeps_the_others(script):
+    record = script.merge(None, accuracy((0.75, 0.5), (1.5, 0.5)), budget=4)
+    assert record["seeds"] == [0, 1] and record["networks"]["canvas_vgg"]["n_train"] == 20000
+    again = script.merge(record, {"canvas_vgg": {1: {4: 80.0, 8: 80.25}}}, budget=4)
+    assert again["networks"]["canvas_vgg"]["accuracy"]["1"] == {"4": 80.0, "8": 80.25}
+    assert again["networks"]["canvas_vgg"]["accuracy"]["0"] == record["networks"]["canvas_vgg"]["accuracy"]["0"]
+    assert again["networks"]["baseline"] == record["networks"]["baseline"]
+    assert script.merge(record, {"aps": {0: {2: 1.0, 4: 2.0}}}, budget=2)["networks"].keys() == {"aps"}
+
+
+def test_table_has_a_row_per_network_and_seed_and_names_those_that_miss_the_rule(script):
+    record = script.merge(None, accuracy((0.75, 0.5), (1.5, 0.5)), budget=4)
+    record["networks"]["maxblur5"]["accuracy"]["0"].pop("8")
+    record["networks"]["maxblur5"]["accuracy"]["0"]["16"] = 91.0
+    text = script.markdown(record)
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
     assert len(rows) == 6
-    assert "| MaxPool | 1 | 89.50 | 90.00 |" in rows
-    assert "seeds 0, 1" in text
-    assert "MaxPool 0.75 (seed 0), 0.50 (seed 1) points (within 1 point)" in text
-    assert "1.50 (seed 0), 0.50 (seed 1) points (more than 1 point at some seeds)" in text
+    assert rows[1].startswith("| `baseline`: MaxPool") and rows[1].endswith("| 1 | 89.50 | 90.00 | – | 0.50 |")
+    assert "| 0 | 90.00 | – | 91.00 | 1.00 |" in rows[2]
+    assert "1 of 3 networks miss it at some seed: `canvas_vgg`" in text
 
 
-def test_one_seed_reads_as_before(convergence):
-    acc = {name: {0: per_seed[0]} for name, per_seed in accuracy((0.75, 0.5), (1.5, 1.5)).items()}
-    text = convergence.markdown(acc, budget=4)
-    assert "seed 0:" in text and "MaxPool 0.75 points (within 1 point)" in text
-    assert "1.50 points (more than 1 point)" in text
+def test_a_chapter_says_which_of_its_networks_miss_the_rule(script):
+    record = script.merge(None, accuracy((0.75, 0.5), (1.5, 0.5)), budget=4)
+    outcome, values = convergence.status(["baseline", "maxblur5"], BOOK, record)
+    assert outcome == "within" and values["worst"] == pytest.approx(0.75) and values["seeds"] == "0, 1"
+    outcome, values = convergence.status(["baseline", "canvas_vgg", "baseline"], BOOK, record)
+    assert outcome == "short" and values["k"] == 1 and values["n"] == 2
+    text = prose.outcome("convergence", outcome, values)
+    assert "VGG-like, objects of 14-28 px anywhere (1.5 points)" in text and "MaxPool" not in text
+
+
+def test_a_chapter_says_when_the_record_does_not_cover_it(script):
+    record = script.merge(None, accuracy((0.75, 0.5), (1.5, 0.5)), budget=4)
+    assert convergence.status(["baseline", "aps"], BOOK, record) == ("unmeasured", {"missing": "aps"})
+    smoke = SimpleNamespace(profile="smoke", epochs=1, n_train=512)
+    longer = SimpleNamespace(**{**vars(BOOK), "epochs": 8})
+    for other in (smoke, longer):
+        outcome, values = convergence.status(["baseline"], other, record)
+        assert outcome == "other_run"
+        assert f"trains {other.epochs} epoch(s)" in prose.outcome("convergence", outcome, values)
+    assert convergence.status(["baseline"], BOOK, None)[0] in ("other_run", "within", "short", "unmeasured")
+
+
+def test_the_script_refuses_an_unknown_network_or_budget(script, capsys):
+    with pytest.raises(SystemExit):
+        script.main(["--networks", "nope"])
+    assert "unknown network(s) nope; valid: baseline" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main(["--networks", "baseline", "--budget", "3"])
+    assert "--budget 3 must be one of --epochs [4, 8]" in capsys.readouterr().err

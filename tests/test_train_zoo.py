@@ -80,6 +80,23 @@ def test_slurm_submission_is_one_array_task_per_missing_model(planned, tmp_path,
     assert {t.args[1] for t in tasks} == {str(tmp_path / "cache")} and {t.args[2] for t in tasks} == {"cuda"}
     assert "submitted job array 4242" in capsys.readouterr().out
 
+    # again while the array runs: nothing is submitted twice; once some tasks ended (unfinished), only those again
+    train_zoo = load_script("train_zoo")
+    keys = json.loads((folder / "in_flight.json").read_text())
+    assert sorted(keys) == sorted(m["key"] for m in models) and set(keys.values()) == {f"4242_{k}" for k in range(n)}
+    argv = ["--profile", "smoke", "--plan-file", str(root / "plan.json"), "--executor", "slurm", "--folder",
+            str(folder), "--cache-dir", str(tmp_path / "cache")]
+    record.unlink()
+    monkeypatch.setattr(train_zoo, "job_active", lambda folder, job: True)
+    assert train_zoo.main(argv) == 0 and not record.exists()
+    assert f"{n} model(s) still in flight in job(s) 4242_0" in capsys.readouterr().out
+    ended = {k for k, job in keys.items() if job in ("4242_0", "4242_1")}
+    monkeypatch.setattr(train_zoo, "job_active", lambda folder, job: job not in ("4242_0", "4242_1"))
+    assert train_zoo.main(argv) == 0
+    assert f"#SBATCH --array=0-{len(ended) - 1}%" in record.read_text()
+    assert f"{n - len(ended)} model(s) still in flight" in capsys.readouterr().out
+    assert sorted(json.loads((folder / "in_flight.json").read_text())) == sorted(keys)
+
 
 def test_bad_arguments_are_refused_in_one_line(planned, tmp_path, capsys, monkeypatch):
     root, _ = planned

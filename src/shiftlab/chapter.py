@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from . import data, evalcache, findings, params, plots, prose, protocols, results, runtime, zoo
+from . import convergence, data, evalcache, findings, params, plots, prose, protocols, results, runtime, zoo
 
 
 def start(namespace: dict[str, Any]) -> tuple[SimpleNamespace, torch.device]:
@@ -90,6 +90,7 @@ class Run:
         self.train_seconds: dict[str, float] = {}
         self.models: dict[str, dict] = {}     # "<zoo name>/seed<s>" -> its cache key and weights' SHA-256
         self.found: dict[str, findings.Finding] = {}
+        self.trained: list[str] = []           # the zoo names the chapter prepared
         self._test_sets: dict[tuple[int, int], tuple[data.Split, torch.Tensor]] = {}
 
     @property
@@ -115,7 +116,12 @@ class Run:
         """Train, side by side, the zoo models the chapter will ask for (names x seeds, default: the chapter's seed)
         that are not cached yet; returns how many were trained. A chapter prepares every model it uses before it
         loads the first one, so a plan run (``$SHIFTLAB_PLAN``) learns them all: it appends them to that file,
-        trains nothing, and stops at the first ``model``."""
+        trains nothing, and stops at the first ``model``. Glues ``convergence``: what book/convergence.json says of
+        every network prepared so far (``convergence.status``)."""
+        if seeds is None or list(seeds):
+            self.trained = list(dict.fromkeys([*self.trained, *names]))
+        outcome, values = convergence.status(self.trained, self.cfg)
+        glue_text("convergence", outcome, **values)
         plan = os.environ.get(PLAN_ENV)
         if plan:
             with open(plan, "a") as f:

@@ -377,9 +377,16 @@ def ensure(requests: list[tuple[str, int]], *, n_train: int, epochs: int, cache_
     """Train every (name, seed) of requests that is not cached yet, `workers` at a time (default: one per
     core this process may use; on a GPU one after the other); returns how many were trained. ``scale``:
     dataset, width_factor, convs_per_stage (``full_config``)."""
-    configs = {(name, seed): full_config(name, n_train, epochs, seed, device=device, **scale)
-               for name, seed in dict.fromkeys(requests)}
-    missing = [c for c in configs.values() if _cached(model_path(cache_dir, c), c) is None]
+    configs = [full_config(name, n_train, epochs, seed, device=device, **scale)
+               for name, seed in dict.fromkeys(requests)]
+    return train_missing(configs, cache_dir, device, workers, progress)
+
+
+def train_missing(configs: list[dict], cache_dir: str | Path, device: torch.device | str = "cpu",
+                  workers: int | None = None, progress: bool = True) -> int:
+    """Train every full configuration of configs that is not cached yet, in the order given, `workers` at a time
+    (``ensure``); returns how many were trained."""
+    missing = [c for c in configs if _cached(model_path(cache_dir, c), c) is None]
     if not missing:
         return 0
     workers = min(len(missing), workers or cpu_budget())

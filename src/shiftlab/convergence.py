@@ -1,0 +1,66 @@
+"""How far the book's training budget is from convergence, per network: the record ``book/convergence.json`` that
+``scripts/convergence.py`` writes, and what a chapter says of the networks it trains.
+
+The rule (``RULE``): a network is trained near convergence when its test accuracy after the book's number of epochs
+is within 1 point of its accuracy after the longest run measured (8 epochs, each run with its own one-cycle
+schedule), at every seed measured. The gap of a network at a seed is acc[longest] - acc[budget] (points).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+from .runtime import project_root
+
+RECORD = Path("book") / "convergence.json"
+RULE = 1.0      # point
+
+
+def path() -> Path:
+    """The project's convergence record."""
+    return project_root() / RECORD
+
+
+def load(file: str | Path | None = None) -> dict | None:
+    """The convergence record (``scripts/convergence.py``), or None when there is none."""
+    file = Path(file) if file else path()
+    return json.loads(file.read_text()) if file.is_file() else None
+
+
+def gaps(accuracy: dict, budget: int) -> dict[str, dict[str, float]]:
+    """Per network and seed: points below the longest run's accuracy at the budget, acc[max] - acc[budget].
+    `accuracy` maps network -> seed -> epochs -> test accuracy (%); JSON's string keys are read as numbers."""
+    out = {}
+    for name, per_seed in accuracy.items():
+        out[name] = {}
+        for seed, acc in per_seed.items():
+            by_epochs = {int(e): a for e, a in acc.items()}
+            out[name][seed] = by_epochs[max(by_epochs)] - by_epochs[budget]
+    return out
+
+
+def status(names: list[str], cfg: SimpleNamespace, record: dict | None = None) -> tuple[str, dict]:
+    """What the record says of the networks `names` a chapter trains under its parameters `cfg`: the outcome of the
+    prose text ``convergence`` (book/claims_text.yaml) and the values it is filled with.
+
+    ``other_run``: the chapter trains otherwise than the record measured (profile, epochs or training images), so
+    the record does not apply; ``unmeasured``: some network is not in the record; ``short``: some network misses the
+    rule at some seed (the items name each, with its largest gap); ``within``: every network meets it."""
+    record = load() if record is None else record
+    names = list(dict.fromkeys(names))
+    if record is None or (cfg.profile, cfg.epochs, cfg.n_train) != (record["profile"], record["budget"],
+                                                                    record["n_train"]):
+        return "other_run", {"epochs": cfg.epochs, "n_train": cfg.n_train}
+    measured = record["networks"]
+    missing = [n for n in names if n not in measured]
+    if missing:
+        return "unmeasured", {"missing": ", ".join(missing)}
+    worst = {n: max(gaps({n: measured[n]["accuracy"]}, record["budget"])[n].values()) for n in names}
+    longest = max(int(e) for n in names for acc in measured[n]["accuracy"].values() for e in acc)
+    short = [{"network": measured[n]["description"], "gap": worst[n]} for n in names if worst[n] > RULE]
+    seeds = sorted({int(s) for n in names for s in measured[n]["accuracy"]})
+    values = {"n": len(names), "budget": record["budget"], "longest": longest, "seeds": ", ".join(map(str, seeds))}
+    if short:
+        return "short", {**values, "short": short, "k": len(short)}
+    return "within", {**values, "worst": max(worst.values())}
