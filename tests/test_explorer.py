@@ -1,4 +1,7 @@
 """The shift explorer's data: packing, the grids against the shifts they stand for, the images it picks, the page."""
+import base64
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -77,6 +80,21 @@ def test_data_and_page_are_self_contained():
     page = explorer.page_html(payload)
     assert page.count("<script>") == 2 and "src=" not in page and "fetch(" not in page and "http" not in page
     assert "</script" not in page.split("<script>")[1].rsplit("</script>", 1)[0]      # the data cannot close its tag
+    shown = json.loads(page.split("window.SHIFTLAB_EXPLORER = ")[1].split(";</script>")[0])
+    assert np.array_equal(explorer.decompress(shown["circular"]), grid.ravel())           # the page gets the same data
+    assert np.array_equal(explorer.decompress(shown["crop"]),
+                          explorer.unpack(payload["crop"], tuple(payload["shapes"]["crop"])).ravel())
+    pixels = [list(base64.b64decode(im["pixels"])) for im in shown["images"]]
+    assert pixels == [im["pixels"] for im in payload["images"]]
+
+
+def test_compress_keeps_every_thousandth_and_shrinks_runs():
+    q = torch.zeros(4, 256, 10)
+    q[..., 3] = 1.0
+    q[0, :5] = torch.rand(5, 10, generator=torch.Generator().manual_seed(0))
+    text = explorer.pack(q)
+    assert np.array_equal(explorer.decompress(explorer.compress(text)), explorer.unpack(text, (4, 256, 10)).ravel())
+    assert len(explorer.compress(text)) < len(text) / 10
 
 
 @pytest.mark.parametrize("steps", [0, -2])

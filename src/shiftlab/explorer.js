@@ -7,16 +7,19 @@
 
   const P = D.period, Q = D.steps, G = P * Q, C = D.crop_max, K = D.classes.length;
   const N = D.images.length, M = D.networks.length, W = 2 * C + 1;
+  const bytes = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+  for (const im of D.images) im.pixels = bytes(im.pixels);
   const SIDE = Math.round(Math.sqrt(D.images[0].pixels.length));
 
-  function decode(text) {
-    const bin = atob(text), view = new DataView(new ArrayBuffer(bin.length));
-    for (let i = 0; i < bin.length; i++) view.setUint8(i, bin.charCodeAt(i));
-    const out = new Uint16Array(bin.length / 2);
-    for (let i = 0; i < out.length; i++) out[i] = view.getUint16(2 * i, true);
+  /* the thousandths of shiftlab.explorer.compress: zlib-deflated high bytes, then low bytes */
+  async function decode(text) {
+    const stream = new Blob([bytes(text)]).stream().pipeThrough(new DecompressionStream("deflate"));
+    const raw = new Uint8Array(await new Response(stream).arrayBuffer()), n = raw.length / 2;
+    const out = new Uint16Array(n);
+    for (let i = 0; i < n; i++) out[i] = (raw[i] << 8) | raw[n + i];
     return out;
   }
-  const circ = decode(D.circular), crop = decode(D.crop);
+  let circ, crop;
   const mod = (a, n) => ((a % n) + n) % n;
 
   /* thousandths (K) of network m on image n at shift (dy, dx) in the current mode */
@@ -250,9 +253,12 @@
     update();
   }
 
-  document.querySelectorAll(".shift-explorer").forEach((root, n) => {
-    if (root.dataset.ready) return;
-    root.dataset.ready = "1";
-    init(root, n ? `-${n}` : "");
+  Promise.all([decode(D.circular), decode(D.crop)]).then(([c, k]) => {
+    circ = c; crop = k;
+    document.querySelectorAll(".shift-explorer").forEach((root, n) => {
+      if (root.dataset.ready) return;
+      root.dataset.ready = "1";
+      init(root, n ? `-${n}` : "");
+    });
   });
 })();

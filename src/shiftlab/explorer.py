@@ -7,12 +7,14 @@ direction; whole-pixel shifts are its points with integer coordinates, where the
 a multiple of P (chapter 2), so one period is every circular shift. Crop shifts move the image with zero fill
 (``shifts.translate``) by whole pixels up to crop_max in each direction.
 
-Probabilities are stored in thousandths (unsigned 16-bit, little-endian, base64): what the page shows, to 0.1 %.
+Probabilities are stored in thousandths (unsigned 16-bit, little-endian, base64): what the page shows, to 0.1 %. The
+page gets them compressed (``compress``: byte planes, zlib) and its pixels as bytes (base64), inline.
 """
 from __future__ import annotations
 
 import base64
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,21 @@ def pack(probs: torch.Tensor) -> str:
 def unpack(text: str, shape: tuple[int, ...]) -> np.ndarray:
     """The thousandths that pack wrote, as an int array of shape."""
     return np.frombuffer(base64.b64decode(text), dtype="<u2").reshape(shape).astype(np.int64)
+
+
+def compress(text: str) -> str:
+    """pack's thousandths for the page: all high bytes, then all low bytes (probabilities near 0 and 1 make long runs),
+    zlib-deflated at level 9, base64; the page inflates them with the browser's DecompressionStream("deflate")."""
+    q = np.frombuffer(base64.b64decode(text), dtype="<u2")
+    planes = np.concatenate([(q >> 8).astype(np.uint8), (q & 0xFF).astype(np.uint8)])
+    return base64.b64encode(zlib.compress(planes.tobytes(), 9)).decode("ascii")
+
+
+def decompress(text: str) -> np.ndarray:
+    """The thousandths that compress wrote, flat (int64)."""
+    planes = np.frombuffer(zlib.decompress(base64.b64decode(text)), dtype=np.uint8).astype(np.int64)
+    n = len(planes) // 2
+    return (planes[:n] << 8) | planes[n:]
 
 
 def circular_grid(net: torch.nn.Module, x: torch.Tensor, period: int, steps: int) -> torch.Tensor:
@@ -90,9 +107,12 @@ def data(nets: dict[str, torch.nn.Module], x: torch.Tensor, labels: torch.Tensor
 
 
 def page_html(payload: dict) -> str:
-    """The explorer's HTML: its style, its container, the data as a script assignment and the page's script (all
-    inline, so the page works from file:// with nothing to fetch)."""
-    text = json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
+    """The explorer's HTML: its style, its container, the data as a script assignment (probabilities compressed,
+    pixels as bytes) and the page's script (all inline, so the page works from file:// with nothing to fetch)."""
+    page = {**payload, "circular": compress(payload["circular"]), "crop": compress(payload["crop"]),
+            "images": [{**im, "pixels": base64.b64encode(bytes(im["pixels"])).decode("ascii")}
+                       for im in payload["images"]]}
+    text = json.dumps(page, separators=(",", ":")).replace("</", "<\\/")
     return (f"<style>{STYLE.read_text()}</style>\n"
             f'<div id="shift-explorer" class="shift-explorer"></div>\n'
             f"<script>window.SHIFTLAB_EXPLORER = {text};</script>\n"
