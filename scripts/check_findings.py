@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label(f.verdict):<11} {f.interval():<36} {chapter}: {f.claim}  [{f.key}, {f.family}]")
     found = {f.key: f.verdict for _, f in measured}
     if args.replicate:
-        return replicate(found, args.replicate, replication, args.profile)
+        return replicate(found, {f.key: f.kind for _, f in measured}, args.replicate, replication, args.profile)
     claims = args.claims or (CLAIMS if args.profile == "book" or args.record else None)
     if args.record:
         record = read_yaml(replication)
@@ -111,25 +111,29 @@ def first_seed(folder: Path) -> int | None:
     return None
 
 
-def replicate(found: dict[str, str], other: Path, record: Path, profile: str) -> int:
+def replicate(found: dict[str, str], kinds: dict[str, str], other: Path, record: Path, profile: str) -> int:
     """Compare this run's verdicts with those of the run in folder `other` (a disjoint seed set): print each finding's
-    pair, the share that agree, and record the second run's verdicts and the agreement in `record`."""
+    pair and the share that agree, claims and checks apart, and record the second run's verdicts and the agreement
+    in `record`."""
     second = {f.key: f.verdict for _, f in findings.load_all(other)}
     if not second:
         print(f"no verdicts in {other}: run make replicate first")
         return 2
     both = [k for k in found if k in second]
-    agree = [k for k in both if found[k] == second[k]]
     print()
     for k in both:
         print(f"{'agree ' if found[k] == second[k] else 'DIFFER'}  {found[k]:<28} {second[k]:<28} {k}")
-    share = len(agree) / len(both) if both else 0.0
-    print(f"{len(agree)} of {len(both)} findings ({share:.0%}) reach the same verdict on both seed sets; "
-          f"{len(both) - len(agree)} differ and are stated not resolved (a check: fails)")
+    tally = {}
+    for kind, name in ((findings.CLAIM, "claims"), (findings.CHECK, "checks")):
+        keys = [k for k in both if kinds[k] == kind]
+        agree = sum(found[k] == second[k] for k in keys)
+        share = round(agree / len(keys), 4) if keys else 0.0
+        tally[name] = {"agreed": agree, "compared": len(keys), "agreement": share}
+        print(f"{name}: {agree} of {len(keys)} ({tally[name]['agreement']:.0%}) reach the same verdict on both seed "
+              f"sets; {len(keys) - agree} differ and are stated " + ("not resolved" if kind == findings.CLAIM
+                                                                      else "failed"))
     body = "# The second seed set's verdicts (scripts/check_findings.py --replicate after make replicate).\n"
-    doc = {"profile": profile, "first_seed": first_seed(other), "agreement": round(share, 4), "agreed": len(agree),
-           "compared": len(both),
-           "verdicts": {k: second[k] for k in both}}
+    doc = {"profile": profile, "first_seed": first_seed(other), **tally, "verdicts": {k: second[k] for k in both}}
     atomic_write_bytes(record, (body + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)).encode())
     print(f"recorded in {record}")
     return 0

@@ -243,7 +243,10 @@ def test_summary_and_check_findings_read_every_verdict(smoke_run, tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip().endswith("1 verdict(s) differ from " + str(claims))
     # the same run as its own replication agrees everywhere
     assert check("--replicate", str(folder)).returncode == 0
-    assert yaml.safe_load(replication.read_text())["agreement"] == 1.0
+    doc = yaml.safe_load(replication.read_text())
+    assert doc["claims"]["agreement"] == doc["checks"]["agreement"] == 1.0
+    assert doc["claims"]["compared"] == sum(r["kind"] != "check" for r in summary) > 0
+    assert doc["checks"]["compared"] == sum(r["kind"] == "check" for r in summary) > 0
     # a second seed set that decides a claim otherwise: the book states it not resolved, everything else as measured
     doc = yaml.safe_load(replication.read_text())
     doc["verdicts"][key] = flipped
