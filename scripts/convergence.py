@@ -31,6 +31,7 @@ from shiftlab.results import atomic_write_bytes  # noqa: E402
 
 PROFILE = "book"
 N_TEST = 10000
+N_TRAIN = params.load_profile(PROFILE, ROOT / "params")["common"]["n_train"]     # the book's training images
 
 
 def book_networks() -> list[str]:
@@ -42,8 +43,7 @@ def book_networks() -> list[str]:
 
 def config(name: str, epochs: int, seed: int) -> dict:
     """The full configuration of network `name` as the book profile trains it, for that many epochs and that seed."""
-    common = params.load_profile(PROFILE, ROOT / "params")["common"]
-    return zoo.full_config(name, common["n_train"], epochs, seed)
+    return zoo.full_config(name, N_TRAIN, epochs, seed)
 
 
 def measure(names: list[str], epochs: list[int], seeds: list[int], cache_dir: Path,
@@ -63,10 +63,9 @@ def measure(names: list[str], epochs: list[int], seeds: list[int], cache_dir: Pa
 
 def merge(record: dict | None, acc: dict, budget: int) -> dict:
     """The record with the new measurements in (a network and seed measured again: its epochs replaced)."""
-    common = params.load_profile(PROFILE, ROOT / "params")["common"]
     out = copy.deepcopy(record) if record and (record["profile"], record["budget"], record["n_train"]) == (
-        PROFILE, budget, common["n_train"]) else {"networks": {}}
-    out.update({"profile": PROFILE, "budget": budget, "n_train": common["n_train"], "n_test": N_TEST,
+        PROFILE, budget, N_TRAIN) else {"networks": {}}
+    out.update({"profile": PROFILE, "budget": budget, "n_train": N_TRAIN, "n_test": N_TEST,
                 "rule": convergence.RULE, "precision": _precision_text()})
     for name, per_seed in acc.items():
         entry = out["networks"].setdefault(name, {"accuracy": {}})
