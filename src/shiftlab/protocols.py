@@ -48,15 +48,6 @@ def conditional_rate(event: torch.Tensor, given: torch.Tensor) -> float:
     return event[given].float().mean().item() if given.any() else float("nan")
 
 
-def mosaic(items: torch.Tensor) -> torch.Tensor:
-    """Each item (N, C, s, s) at the centre of a 3 x 3 mosaic of items: (N, C, 3s, 3s); the 8 neighbours
-    of item i are items i+1..i+8 (mod N), row-major around it, so a moving window always sees real content."""
-    n = len(items)
-    offsets = [1, 2, 3, 4, 0, 5, 6, 7, 8]  # row-major tiles; 0 is the centre
-    tiles = [items[(torch.arange(n) + o) % n] for o in offsets]
-    return torch.cat([torch.cat(tiles[r * 3:r * 3 + 3], -1) for r in range(3)], -2)
-
-
 def crop_window(frames: torch.Tensor, size: int, dy: int, dx: int) -> torch.Tensor:
     """The size x size window of (N, C, H, W) frames centred on the frame's centre and moved by (dy, dx)."""
     h, w = frames.shape[-2:]
