@@ -385,87 +385,24 @@ def test_stem_conv_is_left_to_torch_where_it_does_not_apply():
     assert x_grad.grad is not None and conv.weight.grad is not None
 
 
-def _fast_block(cin: int, cout: int, padding: str) -> modules.FastConvBNReLU:
-    return fast.accelerate(models.ConvBNReLU(cin, cout, padding))
-
-
-def _conv_bn(block):
-    """A ConvBNReLU's conv and BatchNorm."""
-    return block[0], block[1]
-
-
-def _first_block_run(block, x, pool, autocast, fused=False):
-    """The first block's output under bfloat16 autocast or not (fused: the one compiled op, else the block's forward),
-    the gradients of sum(y * probe) for its parameters, and BN's running statistics afterwards."""
-    block.zero_grad()
-    with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
-        y = ops.stem_bn_relu(block[0].padded(x), block[0].weight, block[1], pool) if fused else block(x, pool=pool)
-    probe = torch.randn(y.shape, generator=torch.Generator().manual_seed(5))
-    (y.float() * probe).sum().backward()
-    stats = [block[1].running_mean.clone(), block[1].running_var.clone()]
-    return y, [p.grad.clone() for p in block.parameters()], stats
-
-
 @needs_compiler
 @pytest.mark.parametrize("autocast,tol", [(False, 1e-4), (True, 3e-2)])
-@pytest.mark.parametrize("pool", [True, False])
-@pytest.mark.parametrize("pad_mode,channels", [("circular", 16), ("zeros", 32), ("reflect", 64), ("valid", 16)])
-def test_the_fused_first_block_is_conv_then_bn_relu_and_pool(fresh, autocast, tol, pool, pad_mode, channels):
+def test_the_first_block_is_the_stem_conv_then_bn_relu_as_torchs_ops(fresh, autocast, tol):
     torch.manual_seed(0)
-    block = _fast_block(1, channels, pad_mode).train()
-    with torch.no_grad():
-        block[0].weight.mul_(4).round_().div_(4)     # quarter-integer weights on an integer image: many tied windows
-    x = torch.randn(6, 1, 14, 10, generator=torch.Generator().manual_seed(1)).mul(2).round()
-    assert ops.fused_stem_applies(block[0], block[1], x, pool)
+    block = fast.accelerate(models.ConvBNReLU(1, 16, "circular")).train()
+    x = torch.randn(6, 1, 14, 10, generator=torch.Generator().manual_seed(1))
     start = copy.deepcopy(block.state_dict())
-    y, grads, stats = _first_block_run(block, x, pool, autocast, fused=True)
-    block.load_state_dict(start)
-    with ops.torch_ops_only():
-        y_ref, grads_ref, stats_ref = _first_block_run(block, x, pool, autocast)
-    assert y.dtype == y_ref.dtype and y.shape == y_ref.shape and y.is_contiguous(memory_format=torch.channels_last)
-    assert torch.allclose(y.float(), y_ref.float(), rtol=tol, atol=tol)
-    for got, want in zip(grads, grads_ref, strict=True):
+    runs = []
+    for torch_only in (False, True):
+        block.load_state_dict(start)
+        block.zero_grad()
+        with ops.torch_ops_only() if torch_only else contextlib.nullcontext(), \
+                torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
+            y = block(x, pool=True)
+        (y.float() * torch.randn(y.shape, generator=torch.Generator().manual_seed(5))).sum().backward()
+        runs.append([y.float(), *(p.grad.clone() for p in block.parameters())])
+    for got, want in zip(*runs, strict=True):
         assert torch.allclose(got, want, rtol=tol, atol=tol * want.abs().max().item())
-    for got, want in zip(stats, stats_ref, strict=True):
-        assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
-
-
-@needs_compiler
-def test_the_fused_first_block_gives_the_same_numbers_for_any_thread_count():
-    torch.manual_seed(0)
-    block = _fast_block(1, 16, "circular").train()
-    x = torch.randn(16, 1, 20, 20, generator=torch.Generator().manual_seed(2))
-    assert ops.fused_stem_applies(block[0], block[1], x, True)
-    start, runs = copy.deepcopy(block.state_dict()), []
-    for threads in (1, 2):
-        with _threads(threads):
-            block.load_state_dict(start)
-            y, grads, stats = _first_block_run(block, x, True, autocast=True, fused=True)
-        runs.append([y, *grads, *stats])
-    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
-
-
-@needs_compiler
-def test_a_network_fuses_its_first_block_only_under_bfloat16_autocast():
-    block = _fast_block(1, 16, "circular").train()
-    x = torch.randn(4, 1, 8, 8)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert type(block(x, pool=True).grad_fn).__name__ == "_StemBNReLUBackward"
-    assert type(block(x, pool=True).grad_fn).__name__ != "_StemBNReLUBackward"   # float32: stem conv, then bn_relu
-
-
-def test_the_fused_first_block_is_left_to_torch_where_it_does_not_apply():
-    from shiftlab import models
-    x = torch.randn(2, 1, 8, 8)
-    assert not ops.fused_stem_applies(*_conv_bn(models.ConvBNReLU(1, 24, "zeros")), x, False)        # 24 channels
-    # 48: no compiled width
-    assert not ops.fused_stem_applies(*_conv_bn(models.ConvBNReLU(1, 48, "zeros")), x, False)
-    assert not ops.fused_stem_applies(*_conv_bn(models.ConvBNReLU(1, 16, "valid")), x[:1, :, :3, :3], False)  # 1 value
-    # running statistics
-    assert not ops.fused_stem_applies(*_conv_bn(models.ConvBNReLU(1, 16, "zeros").eval()), x, False)
-    # odd size, pooled
-    assert not ops.fused_stem_applies(*_conv_bn(models.ConvBNReLU(1, 16, "valid")), torch.randn(2, 1, 9, 9), True)
-    assert not ops.fused_stem_applies(*_conv_bn(models.ConvBNReLU(2, 16, "zeros")), x.repeat(1, 2, 1, 1), False)
 
 
 # ---- the accelerator as a whole: swapped in after a model is built, the same function as the plain model ----

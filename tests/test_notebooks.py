@@ -250,11 +250,16 @@ def test_summary_and_check_findings_read_every_verdict(smoke_run, tmp_path):
     # a second seed set that decides a claim otherwise: the book states it not resolved, everything else as measured
     doc = yaml.safe_load(replication.read_text())
     doc["verdicts"][key] = flipped
+    doc["first_seed"] = 5                                          # as from a disjoint seed set
     replication.write_text(yaml.safe_dump(doc))
     assert check("--claims", str(claims), "--record").returncode == 0
     agreed = yaml.safe_load(claims.read_text())
     assert agreed[key] == findings.UNRESOLVED and {k: v for k, v in agreed.items() if k != key} == \
         {k: v for k, v in measured.items() if k != key}
+    assert check("--claims", str(claims)).returncode == 0          # the strict check compares what both sets reach
+    replication.unlink()
+    proc = check("--claims", str(claims))                          # without the second set: this run's own verdict
+    assert proc.returncode == 1 and f"DIFFERS     {key}: stated '{findings.UNRESOLVED}'" in proc.stdout
 
 
 def test_no_claim_about_training_rests_on_fewer_than_five_seeds(smoke_run):

@@ -373,8 +373,8 @@ def agreed(found: dict[str, str], stated: dict[str, str]) -> dict[str, str]:
 def summary(measured: Sequence[tuple[str, Finding]], stated: dict[str, str], second: dict[str, str]) -> pd.DataFrame:
     """One row per finding of a run: chapter number, claim, family, margin, measured effect and interval, Holm p, this
     run's verdict, the second seed set's verdict (``second``: book/replication.yaml, '–' when not run), whether they
-    agree, the verdict both reach (``agreed``), the verdict book/claims.yaml states, and whether this run differs
-    from it."""
+    agree, the verdict both reach (``agreed``), the verdict book/claims.yaml states, and whether the verdict both
+    reach (this run's, with no second seed set) differs from it."""
     rows = []
     for chapter, f in measured:
         other = second.get(f.key)
@@ -386,5 +386,5 @@ def summary(measured: Sequence[tuple[str, Finding]], stated: dict[str, str], sec
                      "second seed set": other or "–",
                      "replication": "not run" if other is None else "agrees" if other == f.verdict else "differs",
                      "both seed sets": both, "stated": stated.get(f.key, "–"),
-                     "differs from stated": f.key in stated and stated[f.key] != f.verdict})
+                     "differs from stated": f.key in stated and stated[f.key] != both})
     return pd.DataFrame(rows)

@@ -83,14 +83,10 @@ class FastConv2d(nn.Conv2d):
 
 
 class FastConvBNReLU(ConvBNReLU):
-    """ReLU . BN . Conv as ops.bn_relu after the conv; with pool=True, MaxPool_{2,2} of it in the same pass. Under
-    bfloat16 autocast in training, the first block as one op (ops.stem_bn_relu) where it applies."""
+    """ReLU . BN . Conv as ops.bn_relu after the conv; with pool=True, MaxPool_{2,2} of it in the same pass."""
 
     def forward(self, x: torch.Tensor, pool: bool = False) -> torch.Tensor:
-        conv, bn = self[0], self[1]
-        if torch.is_autocast_enabled(x.device.type) and ops.fused_stem_applies(conv, bn, x, pool):
-            return ops.stem_bn_relu(conv.padded(x), conv.weight, bn, pool)
-        return ops.bn_relu(conv(x), bn, pool)
+        return ops.bn_relu(self[0](x), self[1], pool)
 
 
 def _is_max_2x2(layer: nn.Module) -> bool:

@@ -4,8 +4,7 @@ where the compiler has it), with torch's own ops as the fallback: the same funct
 dense_max: Max_{2,1}, one byte per output for the backward instead of an int64 index. bn_relu: ReLU . BN
 [. MaxPool_{2,2}] in one pass, the ReLU mask and pool winners recomputed in the backward. maxblur: Subsample_s .
 Blur_m . Max_{2,1} one image at a time in cache-sized buffers. aps: adaptive polyphase sampling with the l2 norm in
-two passes. stem_conv: the one-channel first convolution; stem_bn_relu: the whole first block without storing the
-conv's output. What each saves is measured by `make bench`.
+two passes. stem_conv: the one-channel first convolution. What each saves is measured by `make bench`.
 """
 from __future__ import annotations
 
@@ -293,43 +292,3 @@ def stem_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """y[n, c, i, j] = sum_{a, b} w[c, 0, a, b] x[n, 0, i + a, j + b] (conv2d of a padded one-channel input, stride 1),
     channels-last; under bfloat16 autocast x and w rounded to bfloat16 first and y bfloat16, as autocast's conv2d."""
     return _StemConv.apply(*_as_autocast_would(x, weight))
-
-
-class _StemBNReLU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, conv_w: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
-                pool: bool):
-        y, mean, var = torch.ops.shiftlab_kernels.stem_bn_relu_forward(x, conv_w, weight, bias, eps, pool)
-        ctx.save_for_backward(x, conv_w, mean, var, weight, bias)
-        ctx.eps, ctx.pool = eps, pool
-        ctx.mark_non_differentiable(mean, var)
-        return y, mean, var
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor, _mean, _var):
-        x, conv_w, mean, var, weight, bias = ctx.saved_tensors
-        dconv, dw, db = torch.ops.shiftlab_kernels.stem_bn_relu_backward(grad, x, conv_w, mean, var, weight, bias,
-                                                                         ctx.eps, ctx.pool)
-        return None, dconv, dw, db, None, None
-
-
-def fused_stem_applies(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, pool: bool) -> bool:
-    """Whether stem_bn_relu computes the first block bn_relu(conv(x), bn, pool) in one op: stem_conv applies, a 3x3
-    kernel, 16, 32 or 64 output channels, batch statistics (training) over more than one value per channel, and an
-    even output when pooled."""
-    if not (stem_conv_applies(conv, x) and conv.kernel_size == (3, 3) and conv.out_channels in (16, 32, 64)
-            and bn.training and bn.affine and bn.track_running_stats):
-        return False
-    left, right, top, bottom = conv._reversed_padding_repeated_twice
-    height, width = x.size(2) + top + bottom - 2, x.size(3) + left + right - 2
-    return (min(height, width) > 0 and x.size(0) * height * width > 1
-            and not (pool and (height % 2 or width % 2)))
-
-
-def stem_bn_relu(x: torch.Tensor, conv_w: torch.Tensor, bn: nn.BatchNorm2d, pool: bool) -> torch.Tensor:
-    """ReLU(bn(z)), pooled: MaxPool_{2,2} of it, for z = stem_conv(x, conv_w) (x padded), in one compiled op that
-    never stores z: each pass recomputes it from the one-channel input (z and bn's backward rounded as stored)."""
-    x, conv_w = _as_autocast_would(x, conv_w)
-    y, mean, var = _StemBNReLU.apply(x, conv_w, bn.weight, bn.bias, bn.eps, pool)
-    _update_running_stats(bn, mean, var, x.size(0) * (x.size(2) - 2) * (x.size(3) - 2))
-    return y

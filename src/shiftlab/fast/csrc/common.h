@@ -34,8 +34,8 @@ template <> struct Io<c10::BFloat16> {
   }
 };
 
-// 16 floats: one AVX-512 register (two AVX2 ones), for a pixel's 16 channels (the first convolution's forward, the
-// fused first block, APS's sums of squares); 8 floats: one AVX2 register, for sums that must stay in registers on a
+// 16 floats: one AVX-512 register (two AVX2 ones), for a pixel's 16 channels (the first convolution's forward, APS's
+// sums of squares); 8 floats: one AVX2 register, for sums that must stay in registers on a
 // CPU with sixteen of them (the first convolution's weight gradient)
 typedef float F16 __attribute__((vector_size(64)));
 typedef float F8 __attribute__((vector_size(32)));

@@ -1,5 +1,5 @@
-// Helpers of the one-channel 3x3 first convolution (stem_conv.cpp, and the fused first block in bn_relu.cpp): the
-// weights as rows of output channels, input rows in float, sixteen output channels per vector register.
+// Helpers of the one-channel first convolution (stem_conv.cpp): the weights as rows of output channels, input rows
+// in float, sixteen output channels per vector register.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -43,16 +43,6 @@ void rows_as_float(const typename Io<T>::S* top, int64_t Wp, int64_t count, floa
   for (int64_t k = 0; k < count * Wp; ++k) rows[k] = Io<T>::load(top[k]);
 }
 
-// 16 floats as the map's dtype would hold them (bfloat16: rounded to nearest even, as Io::store then Io::load)
-template <typename T> inline F16 as_stored(F16 v) { return v; }
-template <> inline F16 as_stored<c10::BFloat16>(F16 v) {
-  U32 u;
-  std::memcpy(&u, &v, sizeof(u));
-  u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-  std::memcpy(&v, &u, sizeof(v));
-  return v;
-}
-
 // 16 floats stored in the map's dtype (bfloat16 rounded to nearest even in integer lanes, as Io::store)
 inline void store16(F16 v, float* out) { std::memcpy(out, &v, sizeof(v)); }
 inline void store16(F16 v, uint16_t* out) {
@@ -62,14 +52,6 @@ inline void store16(F16 v, uint16_t* out) {
   std::memcpy(out, &h, sizeof(h));
 }
 
-// 16 values of the map's dtype as floats
-template <typename T>
-inline F16 load16(const typename Io<T>::S* p) {
-  F16 v;
-  for (int i = 0; i < 16; ++i) v[i] = Io<T>::load(p[i]);
-  return v;
-}
-
 // z[l] = sum_{a, b} taps[(a * 3 + b) * L + l] x[a * Wp + b] (x: rows in float), the taps in row-major order
 template <int64_t L>
 inline void conv3x3(const float* x, int64_t Wp, const F16* taps, F16* z) {
@@ -77,14 +59,6 @@ inline void conv3x3(const float* x, int64_t Wp, const F16* taps, F16* z) {
   for (int64_t a = 0; a < 3; ++a)
     for (int64_t b = 0; b < 3; ++b)
       for (int64_t l = 0; l < L; ++l) z[l] += taps[(a * 3 + b) * L + l] * x[a * Wp + b];
-}
-
-// acc[(a * 3 + b) * L + l] += g[l] x[a * Wp + b]: one pixel's share of the weight's gradient
-template <int64_t L>
-inline void add_products3x3(const float* x, int64_t Wp, const F16* g, F16* acc) {
-  for (int64_t a = 0; a < 3; ++a)
-    for (int64_t b = 0; b < 3; ++b)
-      for (int64_t l = 0; l < L; ++l) acc[(a * 3 + b) * L + l] += g[l] * x[a * Wp + b];
 }
 
 // the taps (9 C floats) as 9 C / 16 vectors
