@@ -113,16 +113,21 @@ class Run:
             self._test_sets[(seed, size)] = load_test_set(self.cfg, size, seed)
         return self._test_sets[(seed, size)]
 
-    def windows(self, seed: int | None = None) -> tuple[data.Split, torch.Tensor, torch.Tensor]:
-        """The test subset drawn with seed (``test_set``), each item amid its neighbours: the centred 32-px windows
-        the 32-px networks see unmoved (N, C, 32, 32), and the mosaic frames FRAME_MARGIN px wider on every side
-        (``data.mosaic_frames``) that a window shift moves over."""
+    def windows(self, seed: int | None = None, frame: str = "mosaic") -> tuple[data.Split, torch.Tensor, torch.Tensor]:
+        """The test subset drawn with seed (``test_set``) in frames FRAME_MARGIN px wider than a 32-px window on every
+        side, each item amid its neighbours (``data.mosaic_frames``; frame 'black': zero-padded, where a window shift
+        is a shift with black fill), and their centred 32-px windows, what the 32-px networks see unmoved: (test,
+        windows (N, C, 32, 32), frames)."""
+        if frame not in data.FRAMES:
+            raise ValueError(f"frame={frame!r} is invalid; valid: {', '.join(data.FRAMES)}")
         seed = self.cfg.seed if seed is None else seed
-        if (seed, "windows") not in self._test_sets:
+        if (seed, frame) not in self._test_sets:
             test, _ = self.test_set(seed)
-            frames = data.mosaic_frames(test.as_float(), shifts.WINDOW + 2 * FRAME_MARGIN)
-            self._test_sets[(seed, "windows")] = (test, shifts.window(frames, 0, 0), frames)
-        return self._test_sets[(seed, "windows")]
+            side = shifts.WINDOW + 2 * FRAME_MARGIN
+            frames = (data.mosaic_frames(test.as_float(), side) if frame == "mosaic"
+                      else data.pad_to(test.as_float(), side))
+            self._test_sets[(seed, frame)] = (test, shifts.window(frames, 0, 0), frames)
+        return self._test_sets[(seed, frame)]
 
     def prepare(self, names: list[str], seeds=None) -> int:
         """Train, side by side, the zoo models the chapter will ask for (names x seeds, default: the chapter's seed)
