@@ -93,20 +93,22 @@ def test_glue_text_glues_the_variant_of_the_outcome(glued, tmp_path, monkeypatch
         chapter.glue_text("lattice_means", "nearly", S=8)
 
 
-def test_a_chapter_decides_its_primary_claims_as_one_holm_family(run, glued):
-    """run.verdicts adjusts the primary claims it is given together; primary claims split over two calls would make
-    two families, and are refused."""
+def test_a_chapter_decides_each_family_of_claims_as_one_holm_family(run, glued):
+    """run.verdicts adjusts the primary claims it is given together, and the exploratory ones apart; a family split
+    over two calls would make two families, and is refused."""
     def primary(key, p):
         return findings.Finding(key, key.upper(), 0.1, 0.05, 0.2, "m", primary=True, p=p)
 
     exploratory = findings.Finding("c", "C", 0.1, 0.05, 0.2, "m", p=0.04)
     table = run.verdicts([primary("a", 0.02), primary("b", 0.04), exploratory])
     assert glued["a_verdict"] == glued["b_verdict"] == findings.REPRODUCED          # Holm: 0.04 and 0.04 < 0.05
-    assert [run.found[k].p_adjusted for k in "abc"] == [pytest.approx(0.04), pytest.approx(0.04), None]
+    assert [run.found[k].p_adjusted for k in "abc"] == [pytest.approx(0.04), pytest.approx(0.04), pytest.approx(0.04)]
     assert list(table["kind"]) == ["primary", "primary", "exploratory"]
-    run.verdicts([primary("a", 0.02), primary("b", 0.04)])             # the same family again (a cell rerun)
-    with pytest.raises(ValueError, match="one run.verdicts call"):
+    run.verdicts([primary("a", 0.02), primary("b", 0.04), exploratory])   # the same families again (a cell rerun)
+    with pytest.raises(ValueError, match="decide all primary claims of a chapter in one run.verdicts call"):
         run.verdicts([primary("d", 0.01)])
+    with pytest.raises(ValueError, match="decide all exploratory claims of a chapter in one run.verdicts call"):
+        run.verdicts([findings.Finding("e", "E", 0.1, 0.05, 0.2, "m", p=0.01)])
 
 
 def test_per_seed_averages_each_seeds_images_over_the_runs_seeds(run):

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEXTS = """
 claims:
   k: {claim: c, protocol: p, reproduced: ~, reversed: ~, not resolved: ~}
+  k2: {claim: c2, protocol: p, reproduced: ~, reversed: ~, not resolved: ~}
   p1: {claim: P1, protocol: p, primary: true, reproduced: ~, reversed: ~, not resolved: ~}
   p2: {claim: P2, protocol: p, primary: true, reproduced: ~, reversed: ~, not resolved: ~}
   keeps:
@@ -193,9 +194,9 @@ def test_holm_by_hand():
     assert findings.holm([0.001, 0.9]) == pytest.approx([0.002, 0.9])
 
 
-def test_primary_claims_are_decided_by_their_holm_adjusted_p_value():
+def test_claims_are_decided_by_their_holm_adjusted_p_value_within_their_family():
     """Alone, a claim at p ≈ 0.03 is reproduced; in a family of two primary claims at p ≈ 0.03 neither is, while an
-    exploratory claim keeps its unadjusted verdict."""
+    exploratory claim, alone in its family, keeps its verdict; two exploratory claims form their own family."""
     diffs = [0.021, 0.0, 0.01, 0.03, 0.015]                 # mean 0.0152, p ≈ 0.03 on 4 df
     p = findings.t_tests(diffs)[0]
     assert 0.025 < p < 0.05
@@ -203,8 +204,11 @@ def test_primary_claims_are_decided_by_their_holm_adjusted_p_value():
     assert alone.p_adjusted == pytest.approx(p) and alone.verdict == REPRODUCED and alone.family == "primary"
     two = findings.adjust([findings.by_seed("p1", diffs), findings.by_seed("p2", diffs), findings.by_seed("k", diffs)])
     assert [f.verdict for f in two] == [UNRESOLVED, UNRESOLVED, REPRODUCED]
-    assert two[0].p_adjusted == pytest.approx(2 * p) and two[2].p_adjusted is None and two[2].family == "exploratory"
-    assert "Holm-adjusted p" in two[0].sentence()
+    assert two[0].p_adjusted == pytest.approx(2 * p) and two[2].p_adjusted == pytest.approx(p)
+    assert two[2].family == "exploratory" and "Holm-adjusted p" in two[0].sentence()
+    both = findings.adjust([findings.by_seed("p1", diffs), findings.by_seed("k", diffs), findings.by_seed("k2", diffs)])
+    assert [f.verdict for f in both] == [REPRODUCED, UNRESOLVED, UNRESOLVED]
+    assert both[1].p_adjusted == pytest.approx(2 * p) and both[0].p_adjusted == pytest.approx(p)
 
 
 @pytest.mark.parametrize("diffs, expected", [

@@ -171,15 +171,17 @@ class Run:
         return evalcache.cached(self.cfg.cache_dir, infos, measurement, self.protocol(*names, **values), compute)
 
     def verdicts(self, found: list) -> pd.DataFrame:
-        """Adjust the primary claims among the findings as the chapter's family (Holm, ``findings.adjust``), glue them
-        (``verdicts``), keep them for the results file, and return the reader's table. A chapter decides all its
-        primary claims in one call, so that the family is whole (a call that repeats the same keys replaces them)."""
+        """Adjust the claims among the findings within the chapter's two families, primary and exploratory (Holm,
+        ``findings.adjust``), glue them (``verdicts``), keep them for the results file, and return the reader's table.
+        A chapter decides all the claims of a family in one call, so that the family is whole (a call that repeats the
+        same keys replaces them)."""
         found = findings.adjust(found)
-        primary = {f.key for f in found if f.family == "primary"}
-        earlier = {k for k, f in self.found.items() if f.family == "primary"}
-        if primary and earlier and primary != earlier:
-            raise ValueError(f"primary claims {sorted(earlier)} were decided in an earlier call, {sorted(primary)} "
-                             "in this one: decide all primary claims of a chapter in one run.verdicts call")
+        for family in findings.FAMILIES:
+            now = {f.key for f in found if f.family == family and f.p is not None}
+            earlier = {k for k, f in self.found.items() if f.family == family and f.p is not None}
+            if now and earlier and now != earlier:
+                raise ValueError(f"{family} claims {sorted(earlier)} were decided in an earlier call, {sorted(now)} "
+                                 f"in this one: decide all {family} claims of a chapter in one run.verdicts call")
         self.found.update({f.key: f for f in found})
         return verdicts(found)
 

@@ -24,10 +24,10 @@ averages measured here; ``tests/test_findings.py`` measures both coverages on sy
 known. A claim about one fixed network (an exactness check, a filter's response) may be decided *by image*: a
 percentile bootstrap of the mean over test images.
 
-**Multiplicity.** The claims a chapter marks primary form its family: their p-values (two-sided; for an equivalence
-claim the TOST p-value) are adjusted by Holm's step-down method (Holm 1979; ``adjust``) and a primary claim is decided
-only when its adjusted p-value is below 5 %. Other claims are exploratory and keep their unadjusted verdict; the
-summary chapter says which is which.
+**Multiplicity.** Within a chapter, the claims it marks primary form one family and its other (exploratory) claims a
+second: in each family the p-values (two-sided; for an equivalence claim the TOST p-value) are adjusted by Holm's
+step-down method (Holm 1979; ``adjust``), and a claim is decided only when its adjusted p-value is below 5 %. The
+summary chapter headlines the primary claims and reports the exploratory ones apart.
 
 A finding's words (its claim, protocol, the paper's result and what each verdict means) come from the book's text file,
 filled with values the notebook passes; chapters glue the verdict and the meaning it selects, so no conclusion is
@@ -237,7 +237,10 @@ class Finding:
         """'<claim>: <verdict> (effect +x pp, 95 % interval [a, b], <method>[, margin ±δ][, Holm p]).'"""
         extra = f", margin {self.margin_text()}" if self.margin is not None else ""
         if self.p_adjusted is not None:
-            extra += f", Holm-adjusted p = {self.p_adjusted:.2g}"
+            extra += (f", Holm-adjusted p = {self.p_adjusted:.2g}" if self.margin is None else
+                      f", equivalence (TOST) Holm-adjusted p = {self.p_adjusted:.2g}")
+        if self.p_direction_adjusted is not None:
+            extra += f", direction (two-sided, Bonferroni) p = {self.p_direction_adjusted:.2g}"
         return f"{self.claim}: {self.verdict} (effect {self.interval()}, 95 % interval, {self.method}{extra})."
 
     def meaning(self) -> str:
@@ -297,19 +300,24 @@ def by_image(key: str, differences: Sequence[float], seed: int = 0, item: str = 
     return decided(text, mean, low, high, f"paired by {item}, bootstrap, n = {len(v)}", unit, tests, len(v))
 
 
+FAMILIES = ("primary", "exploratory")     # a chapter's claims form these two families; checks form none
+
+
 def adjust(found: Sequence[Finding]) -> list[Finding]:
-    """The findings with the primary claims' p-values Holm-adjusted as one family (for an equivalence claim its TOST
-    p-value); an equivalence claim's *better* / *worse*, a second question, needs its two-sided p-value times the
-    family's size (Bonferroni) below 5 %. The others unchanged."""
-    family = [i for i, f in enumerate(found) if f.kind == CLAIM and f.primary]
-    ps = [found[i].p_equivalence if found[i].margin is not None else found[i].p for i in family]
-    ps = [1.0 if p is None else p for p in ps]
+    """The findings with the claims' p-values Holm-adjusted within each family, the primary claims and the
+    exploratory ones (for an equivalence claim its TOST p-value); an equivalence claim's *better* / *worse*, a second
+    question, needs its two-sided p-value times its family's size (Bonferroni) below 5 %. Checks, and a claim built
+    without a test (no p-value), unchanged."""
     out = list(found)
-    for i, p_adj in zip(family, holm(ps), strict=True):
-        direction = None
-        if found[i].margin is not None:
-            direction = min(1.0, len(family) * (1.0 if found[i].p is None else found[i].p))
-        out[i] = replace(found[i], p_adjusted=p_adj, p_direction_adjusted=direction)
+    for name in FAMILIES:
+        family = [i for i, f in enumerate(found) if f.kind == CLAIM and f.family == name and f.p is not None]
+        ps = [found[i].p_equivalence if found[i].margin is not None else found[i].p for i in family]
+        ps = [1.0 if p is None else p for p in ps]
+        for i, p_adj in zip(family, holm(ps), strict=True):
+            direction = None
+            if found[i].margin is not None:
+                direction = min(1.0, len(family) * (1.0 if found[i].p is None else found[i].p))
+            out[i] = replace(found[i], p_adjusted=p_adj, p_direction_adjusted=direction)
     return out
 
 
@@ -317,8 +325,17 @@ def table(found: Sequence[Finding]) -> pd.DataFrame:
     """A reader's table: the claim in words, the paper's result, ours with its interval, verdict, kind, method."""
     return pd.DataFrame([{"claim": f.claim, "paper": f.paper or "–", "measured (95 % interval)": f.interval(),
                           "verdict": f.verdict, "kind": f.family + (f", margin {f.margin_text()}" if f.margin else ""),
-                          "method": f.method + ("" if f.p_adjusted is None else f", Holm p = {f.p_adjusted:.2g}")}
+                          "method": f.method + _adjusted_text(f)}
                          for f in found]).set_index("claim")
+
+
+def _adjusted_text(f: Finding) -> str:
+    """', Holm p = …' for a claim; for an equivalence claim the equivalence test's and the direction's p apart."""
+    if f.p_adjusted is None:
+        return ""
+    if f.margin is None:
+        return f", Holm p = {f.p_adjusted:.2g}"
+    return f", TOST Holm p = {f.p_adjusted:.2g}, direction p = {f.p_direction_adjusted:.2g}"
 
 
 def save_all(found: Sequence[Finding]) -> list[dict]:
@@ -382,7 +399,8 @@ def summary(measured: Sequence[tuple[str, Finding]], stated: dict[str, str], sec
         rows.append({"chapter": int(chapter[:2]), "claim": f.claim, "key": f.key, "kind": f.family,
                      "margin": f.margin_text() or "–", "paper": f.paper or "–",
                      "measured (95 % interval)": f.interval(),
-                     "Holm p": "–" if f.p_adjusted is None else f"{f.p_adjusted:.2g}", "this run": f.verdict,
+                     "Holm p": "–" if f.p_adjusted is None else _adjusted_text(f).removeprefix(", Holm p = ")
+                     .removeprefix(", "), "this run": f.verdict,
                      "second seed set": other or "–",
                      "replication": "not run" if other is None else "agrees" if other == f.verdict else "differs",
                      "both seed sets": both, "stated": stated.get(f.key, "–"),
