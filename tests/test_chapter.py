@@ -25,7 +25,7 @@ def run(tmp_path, monkeypatch):
     monkeypatch.setattr(zoo, "for_chapter", for_chapter)
     namespace = {"profile": "smoke", "seed": 0, "device": "cpu", "results_dir": str(tmp_path / "results"),
                  "fig_dir": str(tmp_path / "figures"), "cache_dir": str(tmp_path / "cache"), "n_test": 50, "n_eval": 8,
-                 "max_shift": 4, "some_local": "not a parameter"}
+                 "max_shift": 4, "n_train": 512, "epochs": 1, "some_local": "not a parameter"}
     return chapter.run(namespace, "07_x")
 
 
@@ -116,3 +116,14 @@ def test_per_seed_averages_each_seeds_images_over_the_runs_seeds(run):
     run.cfg.n_seeds = 3
     assert run.seeds == [0, 1, 2]
     assert run.per_seed(lambda s: [s, s + 1.0]) == [0.5, 1.5, 2.5]
+
+
+def test_save_states_the_convergence_of_every_network_the_chapter_prepared_once(run, glued, monkeypatch):
+    monkeypatch.setattr(zoo, "prepare", lambda *a, **k: 0)
+    run.prepare(["baseline", "aps"], seeds=[0, 1])
+    run.prepare(["resnet18"], seeds=[])                            # no seeds: trains nothing, states nothing
+    run.prepare(["baseline", "maxblur5"])
+    assert run.trained == ["baseline", "aps", "maxblur5"] and "convergence" not in glued
+    run.save({})
+    assert "convergence" in glued                                  # the smoke run: the record is the book's
+    assert glued["convergence"].startswith("This run trains 1 epoch(s) on 512 images")

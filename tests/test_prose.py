@@ -128,7 +128,7 @@ def test_no_code_cell_holds_a_verdict_sentence(path):
                                         "the differences; its texts come from book/claims_text.yaml"
 
 
-# outcome texts the library glues for every chapter, not a notebook: chapter.Run.prepare glues "convergence"
+# outcome texts the library glues for every chapter, not a notebook: chapter.Run.save glues "convergence"
 # (its four outcomes are each reached in tests/test_convergence.py)
 LIBRARY_OUTCOMES = {"convergence"}
 

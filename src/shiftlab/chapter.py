@@ -133,12 +133,10 @@ class Run:
         """Train, side by side, the zoo models the chapter will ask for (names x seeds, default: the chapter's seed)
         that are not cached yet; returns how many were trained. A chapter prepares every model it uses before it
         loads the first one, so a plan run (``$SHIFTLAB_PLAN``) learns them all: it appends them to that file,
-        trains nothing, and stops at the first ``model``. Glues ``convergence``: what book/convergence.json says of
-        every network prepared so far (``convergence.status``)."""
+        trains nothing, and stops at the first ``model``. The networks prepared are those ``save`` states the
+        convergence of."""
         if seeds is None or list(seeds):
             self.trained = list(dict.fromkeys([*self.trained, *names]))
-        outcome, values = convergence.status(self.trained, self.cfg)
-        glue_text("convergence", outcome, **values)
         plan = os.environ.get(PLAN_ENV)
         if plan:
             with open(plan, "a") as f:
@@ -193,7 +191,11 @@ class Run:
     def save(self, metrics: dict) -> None:
         """Write the chapter's results file, <results_dir>/<notebook>.json (the metrics, every finding glued under
         "verdicts", the parameters, the timings and the cache key of every model it loaded), and say so in one line
-        (nothing is returned, so a notebook's last cell shows no machine-specific path)."""
+        (nothing is returned, so a notebook's last cell shows no machine-specific path). Glues ``convergence``, once:
+        what book/convergence.json says of every network the chapter prepared (``convergence.status``)."""
+        if self.trained:
+            outcome, values = convergence.status(self.trained, self.cfg)
+            glue_text("convergence", outcome, **values)
         if self.found:
             metrics = {**metrics, "verdicts": findings.save_all(list(self.found.values()))}
         cfg = self.cfg
