@@ -14,8 +14,8 @@ def _net(downsample: str = "max", seed: int = 0) -> torch.nn.Module:
     return models.build(models.ModelConfig(downsample=downsample, padding="circular", widths=(4, 8, 8))).eval()
 
 
-def _images(n: int = 5, seed: int = 0) -> torch.Tensor:
-    x = torch.rand(n, 1, 32, 32, generator=torch.Generator().manual_seed(seed))
+def _images(n: int = 5, seed: int = 0, side: int = 32) -> torch.Tensor:
+    x = torch.rand(n, 1, side, side, generator=torch.Generator().manual_seed(seed))
     return torch.where(x > 0.6, x, torch.zeros(()))
 
 
@@ -38,13 +38,13 @@ def test_circular_grid_is_the_band_limited_shift_and_roll_at_whole_pixels():
         assert torch.allclose(grid[:, 5, 2], quarter, atol=1e-5)
 
 
-def test_crop_grid_is_the_zero_filled_shift():
-    net, x = _net(), _images(2)
-    grid = explorer.crop_grid(net, x, crop_max=2)
+def test_crop_grid_is_the_window_moved_over_the_frame():
+    net, frames = _net(), _images(2, side=36)
+    grid = explorer.crop_grid(net, frames, crop_max=2)
     assert grid.shape == (2, 5, 5, 10)
     with torch.no_grad():
         for dy, dx in [(-2, 1), (0, 0), (2, -2)]:
-            moved = torch.softmax(net(shifts.translate(x, dy, dx)), -1)
+            moved = torch.softmax(net(frames[..., 2 - dy:34 - dy, 2 - dx:34 - dx]), -1)
             assert torch.allclose(grid[:, dy + 2, dx + 2], moved, atol=1e-6)
 
 
@@ -67,11 +67,11 @@ def test_pick_images_puts_the_most_changed_correct_images_first():
 
 def test_data_and_page_are_self_contained():
     nets = {"MaxPool": _net(), "APS": _net("maxaps")}
-    x = _images(6)
+    frames = _images(6, side=34)
     with torch.no_grad():
-        labels = nets["MaxPool"](x).argmax(-1)          # every image classified "right", so every image qualifies
-    payload = explorer.data(nets, x, labels, [f"class {k}" for k in range(10)], period=8, steps=2, crop_max=1,
-                            n_flip=2, n_other=1)
+        labels = nets["MaxPool"](frames[..., 1:33, 1:33]).argmax(-1)   # every image "right", so every one qualifies
+    payload = explorer.data(nets, frames, labels, [f"class {k}" for k in range(10)], period=8, steps=2, n_flip=2,
+                            n_other=1)
     n = len(payload["images"])
     assert payload["networks"] == ["MaxPool", "APS"] and 1 <= n <= 3
     assert payload["shapes"] == {"circular": [2, n, 16, 16, 10], "crop": [2, n, 3, 3, 10]}
@@ -84,8 +84,9 @@ def test_data_and_page_are_self_contained():
     assert np.array_equal(explorer.decompress(shown["circular"]), grid.ravel())           # the page gets the same data
     assert np.array_equal(explorer.decompress(shown["crop"]),
                           explorer.unpack(payload["crop"], tuple(payload["shapes"]["crop"])).ravel())
-    pixels = [list(base64.b64decode(im["pixels"])) for im in shown["images"]]
-    assert pixels == [im["pixels"] for im in payload["images"]]
+    for key in ("pixels", "frame"):
+        assert [list(base64.b64decode(im[key])) for im in shown["images"]] == [im[key] for im in payload["images"]]
+    assert payload["crop_max"] == 1 and len(payload["images"][0]["frame"]) == 34 * 34
 
 
 def test_compress_keeps_every_thousandth_and_shrinks_runs():

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from shiftlab import protocols
+from shiftlab import data, protocols
 
 RUNS = pd.DataFrame([
     {"filter": 1, "padding": "circular", "seed": 0, "acc": 0.90},
@@ -43,7 +43,7 @@ def test_conditional_rate_by_hand():
 
 def test_mosaic_puts_each_item_at_the_centre_among_its_successors():
     items = torch.arange(10, dtype=torch.float32).view(10, 1, 1, 1).expand(10, 1, 2, 2)
-    m = protocols.mosaic(items)
+    m = data.mosaic(items)
     assert m.shape == (10, 1, 6, 6)
     assert m[3, 0, ::2, ::2].tolist() == [[4, 5, 6], [7, 3, 8], [9, 0, 1]]
     assert m[9, 0, ::2, ::2].tolist() == [[0, 1, 2], [3, 9, 4], [5, 6, 7]]

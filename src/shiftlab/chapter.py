@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from . import convergence, data, evalcache, findings, params, plots, prose, protocols, results, runtime, zoo
+from . import convergence, data, evalcache, findings, params, plots, prose, protocols, results, runtime, shifts, zoo
 
 
 def start(namespace: dict[str, Any]) -> tuple[SimpleNamespace, torch.device]:
@@ -33,6 +33,7 @@ def parameter_table(cfg: SimpleNamespace) -> pd.DataFrame:
 
 
 TEST_ORDER = "shuffled with the seed"     # how load_test_set orders a subset; part of every cached protocol
+FRAME_MARGIN = 8     # px of mosaic around a 32-px window in the test frames: the largest move a protocol makes
 
 
 def load_test_set(cfg: SimpleNamespace, size: int = 32, seed: int | None = None) -> tuple[data.Split, torch.Tensor]:
@@ -91,7 +92,7 @@ class Run:
         self.models: dict[str, dict] = {}     # "<zoo name>/seed<s>" -> its cache key and weights' SHA-256
         self.found: dict[str, findings.Finding] = {}
         self.trained: list[str] = []           # the zoo names the chapter prepared
-        self._test_sets: dict[tuple[int, int], tuple[data.Split, torch.Tensor]] = {}
+        self._test_sets: dict[tuple[int, int | str], tuple] = {}
 
     @property
     def seeds(self) -> list[int]:
@@ -111,6 +112,22 @@ class Run:
         if (seed, size) not in self._test_sets:
             self._test_sets[(seed, size)] = load_test_set(self.cfg, size, seed)
         return self._test_sets[(seed, size)]
+
+    def windows(self, seed: int | None = None, frame: str = "mosaic") -> tuple[data.Split, torch.Tensor, torch.Tensor]:
+        """The test subset drawn with seed (``test_set``) in frames FRAME_MARGIN px wider than a 32-px window on every
+        side, each item amid its neighbours (``data.mosaic_frames``; frame 'black': zero-padded, where a window shift
+        is a shift with black fill), and their centred 32-px windows, what the 32-px networks see unmoved: (test,
+        windows (N, C, 32, 32), frames)."""
+        if frame not in data.FRAMES:
+            raise ValueError(f"frame={frame!r} is invalid; valid: {', '.join(data.FRAMES)}")
+        seed = self.cfg.seed if seed is None else seed
+        if (seed, frame) not in self._test_sets:
+            test, _ = self.test_set(seed)
+            side = shifts.WINDOW + 2 * FRAME_MARGIN
+            frames = (data.mosaic_frames(test.as_float(), side) if frame == "mosaic"
+                      else data.pad_to(test.as_float(), side))
+            self._test_sets[(seed, frame)] = (test, shifts.window(frames, 0, 0), frames)
+        return self._test_sets[(seed, frame)]
 
     def prepare(self, names: list[str], seeds=None) -> int:
         """Train, side by side, the zoo models the chapter will ask for (names x seeds, default: the chapter's seed)

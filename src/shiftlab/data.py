@@ -254,6 +254,33 @@ def embed(x: torch.Tensor, canvas: int, ys: torch.Tensor, xs: torch.Tensor,
     return out
 
 
+FRAMES = ("black", "mosaic")     # what surrounds a 28-px item in a network's input frame
+
+
+def mosaic_frames(items: torch.Tensor, side: int) -> torch.Tensor:
+    """Each item (N, C, s, s) in the centre of a side x side frame cut from the 3 x 3 mosaic of items around it: the
+    8 neighbours of item i are items i+1..i+8 (mod N), row-major around it (``mosaic``). A window moving over the
+    frame sees new content enter at its edges, as a crop of a natural image does (Zhang 2019's random crops), not the
+    black the padded frame shows. side <= 3s."""
+    s = items.shape[-1]
+    if not s <= side <= 3 * s or (side - s) % 2:
+        raise ValueError(f"side={side} is invalid for {s}-px items; valid: {s}..{3 * s}, of the parity of {s}")
+    cut = (3 * s - side) // 2
+    return torch.cat([mosaic(items[i:i + 4096], items, i)[..., cut:cut + side, cut:cut + side]
+                      for i in range(0, len(items), 4096)]) if len(items) else items.new_zeros(
+        (0, items.shape[1], side, side))
+
+
+def mosaic(chunk: torch.Tensor, items: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+    """Items chunk = items[start:start + n] (N, C, s, s), each at the centre of a 3 x 3 mosaic: (N, C, 3s, 3s); the 8
+    neighbours of item i are items i+1..i+8 (mod len(items)), row-major around it, so a moving window always sees real
+    content."""
+    items = chunk if items is None else items
+    index = torch.arange(start, start + len(chunk))
+    tiles = [items[(index + o) % len(items)] for o in (1, 2, 3, 4, 0, 5, 6, 7, 8)]    # row-major; 0 is the centre
+    return torch.cat([torch.cat(tiles[r * 3:r * 3 + 3], -1) for r in range(3)], -2)
+
+
 @dataclass(frozen=True)
 class Canvas:
     """Objects resized to a side in [min_size, max_size] px and placed on a black size x size canvas,

@@ -8,8 +8,8 @@
   const P = D.period, Q = D.steps, G = P * Q, C = D.crop_max, K = D.classes.length;
   const N = D.images.length, M = D.networks.length, W = 2 * C + 1;
   const bytes = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-  for (const im of D.images) im.pixels = bytes(im.pixels);
-  const SIDE = Math.round(Math.sqrt(D.images[0].pixels.length));
+  for (const im of D.images) { im.pixels = bytes(im.pixels); im.frame = bytes(im.frame); }
+  const SIDE = Math.round(Math.sqrt(D.images[0].pixels.length)), FRAME = SIDE + 2 * C;
 
   /* the thousandths of shiftlab.explorer.compress: zlib-deflated high bytes, then low bytes */
   async function decode(text) {
@@ -31,17 +31,15 @@
   }
   const argmax = (a) => a.reduce((best, v, i) => (v > a[best] ? i : best), 0);
 
-  /* the displayed image: roll (whole pixels), band-limited shift (quarter pixels), zero-filled shift (crop) */
-  function shifted(pixels, mode, dy, dx) {
+  /* the displayed image: roll of the centred window (whole pixels), band-limited shift (quarter pixels), or the
+     window moved over the mosaic frame (crop: shiftlab.shifts.window) */
+  function shifted(im, mode, dy, dx) {
     const n = SIDE, out = new Float64Array(n * n);
-    if (mode === "quarter" && (dy % 1 || dx % 1)) return fourierShift(pixels, dy, dx);
+    if (mode === "quarter" && (dy % 1 || dx % 1)) return fourierShift(im.pixels, dy, dx);
     for (let y = 0; y < n; y++) {
       for (let x = 0; x < n; x++) {
-        let sy = y - dy, sx = x - dx;
-        if (mode === "crop") {
-          if (sy < 0 || sy >= n || sx < 0 || sx >= n) continue;
-        } else { sy = mod(sy, n); sx = mod(sx, n); }
-        out[y * n + x] = pixels[sy * n + sx];
+        if (mode === "crop") out[y * n + x] = im.frame[(C - dy + y) * FRAME + (C - dx + x)];
+        else out[y * n + x] = im.pixels[mod(y - dy, n) * n + mod(x - dx, n)];
       }
     }
     return out;
@@ -133,7 +131,7 @@
     });
     const modes = el("div", { class: "se-modes", role: "radiogroup", "aria-label": "kind of shift" });
     for (const [value, label] of [["whole", "whole pixels, circular"], ["quarter", `1/${Q}-pixel steps, band-limited`],
-                                  ["crop", "whole pixels, crop (zero fill)"]]) {
+                                  ["crop", "whole pixels, crop (window over the mosaic)"]]) {
       const input = el("input", { type: "radio", name: `se-mode${sfx}`, value, id: `se-mode-${value}${sfx}` });
       if (value === state.mode) input.checked = true;
       input.addEventListener("change", () => { state.mode = value; state.dy = state.dx = 0; state.visited.clear(); update(); });
@@ -192,7 +190,7 @@
       oy.textContent = `${state.dy.toFixed(2)} px`; ox.textContent = `${state.dx.toFixed(2)} px`;
       picker.querySelectorAll(".se-thumb").forEach((b, n) => b.setAttribute("aria-checked", String(n === state.image)));
       const im = D.images[state.image];
-      draw(stage, shifted(im.pixels, state.mode, state.dy, state.dx), SIDE, 8);
+      draw(stage, shifted(im, state.mode, state.dy, state.dx), SIDE, 8);
       where.textContent = `test item ${im.index}, true class: ${D.classes[im.label]}; shift (${state.dy}, ${state.dx}) px`;
       /* circular shifts a period apart are one shift (the grid index); crop shifts are all distinct */
       const key = state.mode === "crop" ? `${state.dy},${state.dx}`

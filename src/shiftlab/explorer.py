@@ -4,8 +4,9 @@ make on the page, computed once by the run and packed for a page that works offl
 Circular shifts are band-limited (``shifts.fourier_shift``) on a grid of 1/steps px over one period of P px in each
 direction; whole-pixel shifts are its points with integer coordinates, where the band-limited shift is exactly
 ``torch.roll``. A network with circular padding and total stride S = P gives the same output for shifts that differ by
-a multiple of P (chapter 2), so one period is every circular shift. Crop shifts move the image with zero fill
-(``shifts.translate``) by whole pixels up to crop_max in each direction.
+a multiple of P (chapter 2), so one period is every circular shift. Crop shifts move the 32-px window over the
+image's mosaic frame (``shifts.window``, crop_max px of neighbours around it) by whole pixels up to crop_max in each
+direction.
 
 Probabilities are stored in thousandths (unsigned 16-bit, little-endian, base64): what the page shows, to 0.1 %. The
 page gets them compressed (``compress``: byte planes, zlib) and its pixels as bytes (base64), inline.
@@ -23,7 +24,7 @@ import torch
 from . import inference, shifts
 
 SCALE = 1000          # probabilities are stored as round(p * SCALE)
-FORMAT = "explorer/1"   # the data's layout, part of its evaluation-cache key
+FORMAT = "explorer/2"   # the data's layout, part of its evaluation-cache key
 SCRIPT, STYLE = Path(__file__).with_name("explorer.js"), Path(__file__).with_name("explorer.css")
 
 
@@ -67,12 +68,13 @@ def circular_grid(net: torch.nn.Module, x: torch.Tensor, period: int, steps: int
     return torch.stack(rows, 1)
 
 
-def crop_grid(net: torch.nn.Module, x: torch.Tensor, crop_max: int) -> torch.Tensor:
-    """Softmax outputs (N, 2c+1, 2c+1, K) of net at the zero-filled whole-pixel shifts (dy, dx), -c..c each."""
+def crop_grid(net: torch.nn.Module, frames: torch.Tensor, crop_max: int) -> torch.Tensor:
+    """Softmax outputs (N, 2c+1, 2c+1, K) of net at the whole-pixel window shifts (dy, dx), -c..c each, of frames
+    (N, 1, 32 + 2c, 32 + 2c)."""
     offsets = range(-crop_max, crop_max + 1)
-    moved = torch.cat([shifts.translate(x, dy, dx) for dy in offsets for dx in offsets])
+    moved = torch.cat([shifts.window(frames, dy, dx) for dy in offsets for dx in offsets])
     n = len(offsets)
-    return inference.predict_probs(net, moved).view(n, n, len(x), -1).permute(2, 0, 1, 3)
+    return inference.predict_probs(net, moved).view(n, n, len(frames), -1).permute(2, 0, 1, 3)
 
 
 def pick_images(circular: torch.Tensor, labels: torch.Tensor, steps: int, n_flip: int, n_other: int) -> list[int]:
@@ -88,20 +90,24 @@ def pick_images(circular: torch.Tensor, labels: torch.Tensor, steps: int, n_flip
     return flips + others
 
 
-def data(nets: dict[str, torch.nn.Module], x: torch.Tensor, labels: torch.Tensor, classes: list[str], *,
-         period: int, steps: int = 4, crop_max: int = 4, n_flip: int = 8, n_other: int = 4) -> dict:
-    """The explorer's data for the networks (label -> model; the first picks the images) on the candidate images x
-    (N, 1, H, W) in [0, 1]: the chosen images' pixels (0-255), labels, and each network's packed circular and crop
-    grids (shapes under "shapes")."""
+def data(nets: dict[str, torch.nn.Module], frames: torch.Tensor, labels: torch.Tensor, classes: list[str], *,
+         period: int, steps: int = 4, n_flip: int = 8, n_other: int = 4) -> dict:
+    """The explorer's data for the networks (label -> model; the first picks the images) on the candidates' frames
+    (N, 1, 32 + 2c, 32 + 2c) in [0, 1], c = crop_max: the chosen images' centred windows and frames (pixels 0-255),
+    labels, and each network's packed circular grid (shifts of the centred window) and crop grid (window shifts over
+    the frame), shapes under "shapes"."""
+    crop_max = (frames.shape[-1] - shifts.WINDOW) // 2
+    x = shifts.window(frames, 0, 0)
     first = next(iter(nets.values()))
     chosen = pick_images(circular_grid(first, x, period, steps), labels, steps, n_flip, n_other)
-    xs = x[chosen]
+    xs, fs = x[chosen], frames[chosen]
     circular = torch.stack([circular_grid(net, xs, period, steps) for net in nets.values()])
-    crop = torch.stack([crop_grid(net, xs, crop_max) for net in nets.values()])
-    pixels = torch.round(xs[:, 0] * 255).to(torch.int64)
+    crop = torch.stack([crop_grid(net, fs, crop_max) for net in nets.values()])
+    pixels, frame_pixels = (torch.round(t[:, 0] * 255).to(torch.int64) for t in (xs, fs))
     return {"classes": list(classes), "networks": list(nets), "period": period, "steps": steps, "crop_max": crop_max,
-            "scale": SCALE, "images": [{"index": int(i), "label": int(labels[i]), "pixels": p.flatten().tolist()}
-                                       for i, p in zip(chosen, pixels, strict=True)],
+            "scale": SCALE, "images": [{"index": int(i), "label": int(labels[i]), "pixels": p.flatten().tolist(),
+                                        "frame": f.flatten().tolist()}
+                                       for i, p, f in zip(chosen, pixels, frame_pixels, strict=True)],
             "shapes": {"circular": list(circular.shape), "crop": list(crop.shape)},
             "circular": pack(circular), "crop": pack(crop)}
 
@@ -110,7 +116,7 @@ def page_html(payload: dict) -> str:
     """The explorer's HTML: its style, its container, the data as a script assignment (probabilities compressed,
     pixels as bytes) and the page's script (all inline, so the page works from file:// with nothing to fetch)."""
     page = {**payload, "circular": compress(payload["circular"]), "crop": compress(payload["crop"]),
-            "images": [{**im, "pixels": base64.b64encode(bytes(im["pixels"])).decode("ascii")}
+            "images": [{**im, **{k: base64.b64encode(bytes(im[k])).decode("ascii") for k in ("pixels", "frame")}}
                        for im in payload["images"]]}
     text = json.dumps(page, separators=(",", ":")).replace("</", "<\\/")
     return (f"<style>{STYLE.read_text()}</style>\n"

@@ -48,15 +48,6 @@ def conditional_rate(event: torch.Tensor, given: torch.Tensor) -> float:
     return event[given].float().mean().item() if given.any() else float("nan")
 
 
-def mosaic(items: torch.Tensor) -> torch.Tensor:
-    """Each item (N, C, s, s) at the centre of a 3 x 3 mosaic of items: (N, C, 3s, 3s); the 8 neighbours
-    of item i are items i+1..i+8 (mod N), row-major around it, so a moving window always sees real content."""
-    n = len(items)
-    offsets = [1, 2, 3, 4, 0, 5, 6, 7, 8]  # row-major tiles; 0 is the centre
-    tiles = [items[(torch.arange(n) + o) % n] for o in offsets]
-    return torch.cat([torch.cat(tiles[r * 3:r * 3 + 3], -1) for r in range(3)], -2)
-
-
 def crop_window(frames: torch.Tensor, size: int, dy: int, dx: int) -> torch.Tensor:
     """The size x size window of (N, C, H, W) frames centred on the frame's centre and moved by (dy, dx)."""
     h, w = frames.shape[-2:]
@@ -89,13 +80,19 @@ def near_far(per_position: torch.Tensor, distance: torch.Tensor, near: float,
     return flat[d <= near].mean(0), flat[d >= far].mean(0)
 
 
-def shift_consistency(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, max_shift: int,
+def shift_consistency(model: torch.nn.Module, frames: torch.Tensor, labels: torch.Tensor, max_shift: int,
                       seed: int) -> dict[str, torch.Tensor]:
-    """Per image: correct (argmax f(x) == y), and agreement under circular and under crop shifts
-    (1[ŷ(shift_a x) == ŷ(shift_b x)], offsets a, b ~ U{-max_shift..max_shift}² drawn with seed)."""
+    """Per image of the mosaic frames (``data.mosaic_frames``), x its centred 32-px window: correct (argmax f(x) ==
+    y), and agreement 1[ŷ(shift_a x) == ŷ(shift_b x)], offsets a, b ~ U{-max_shift..max_shift}² drawn with seed,
+    under circular shifts of x and under crops (the window moved over the frame: Zhang's two random crops); and
+    whether the pair's difference is off the lattice of multiples of half the model's total stride S/2
+    (``off_lattice``)."""
+    x = sh.window(frames, 0, 0)
+    step = max(getattr(getattr(model, "cfg", None), "total_stride", 2) // 2, 1)
     return {"correct": inference.predict_logits(model, x).argmax(1) == labels,
             "agree circular": agreement(model, x, "roll", max_shift, seed),
-            "agree crop": agreement(model, x, "crop", max_shift, seed)}
+            "agree crop": agreement(model, frames, "window", max_shift, seed),
+            "off lattice": off_lattice(*pair_offsets(len(x), max_shift, seed), step)}
 
 
 def aps_phase_margins(model: torch.nn.Module, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
@@ -151,11 +148,23 @@ def embedded_probs_at(model: nn.Module, objects: torch.Tensor, canvas: int,
     return torch.stack([embedded_probs(model, objects, canvas, s, y, x, batch_size) for s, y, x in placements])
 
 
+def pair_offsets(n: int, max_shift: int, seed: int) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """The two offsets a, b ~ U{-m..m}^2 per image that ``agreement`` draws from seed: ((a_y, a_x), (b_y, b_x))."""
+    g = torch.Generator().manual_seed(seed)
+    return sh.random_offsets(n, max_shift, g), sh.random_offsets(n, max_shift, g)
+
+
+def off_lattice(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor], step: int) -> torch.Tensor:
+    """Per image: whether the two offsets differ by a move off the lattice of multiples of step (in either
+    coordinate), where a blurred network with circular padding is not exactly invariant (chapter 7)."""
+    return ((a[0] - b[0]) % step != 0) | ((a[1] - b[1]) % step != 0)
+
+
 def agreement(model: nn.Module, x: torch.Tensor, kind: str = "roll", max_shift: int = 4,
               seed: int = 0, batch_size: int = 128) -> torch.Tensor:
-    """Per image 1[argmax f(shift_a x) == argmax f(shift_b x)], a, b ~ U{-m..m}^2 drawn per image from seed."""
-    g = torch.Generator().manual_seed(seed)
-    a, b = sh.random_offsets(len(x), max_shift, g), sh.random_offsets(len(x), max_shift, g)
+    """Per image 1[argmax f(shift_a x) == argmax f(shift_b x)], a, b ~ U{-m..m}^2 drawn per image from seed
+    (``pair_offsets``)."""
+    a, b = pair_offsets(len(x), max_shift, seed)
     pred_a = inference.predict_logits(model, sh.shift(x, *a, kind), batch_size).argmax(1)
     pred_b = inference.predict_logits(model, sh.shift(x, *b, kind), batch_size).argmax(1)
     return pred_a == pred_b

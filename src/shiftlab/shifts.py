@@ -3,6 +3,9 @@
 * ``roll``: circular shift, ``out[i, j] = x[(i - dy) mod H, (j - dx) mod W]``.
 * ``translate``: shift with zero (black) fill; identical to zero-padding by m and cropping the
   original frame at offset (m - dy, m - dx), i.e. Zhang's crop-shift from a larger frame.
+* ``window``: the size x size window of a larger frame (``shiftlab.data.mosaic_frames``) whose content moves by
+  (dy, dx): ``out[i, j] = x[c - dy + i, c - dx + j]``, c = (H - size) / 2, the centred window at (0, 0). Content
+  enters at the edges, as in a crop of a natural image; nothing wraps and nothing turns black.
 * embedding shifts move an object on a canvas: see ``shiftlab.data.embed``.
 """
 from __future__ import annotations
@@ -11,7 +14,8 @@ import math
 
 import torch
 
-SHIFT_KINDS = ("roll", "crop")
+SHIFT_KINDS = ("roll", "crop", "window")
+WINDOW = 32       # the side of a "window" shift: the input of the 32-px networks
 
 
 def _per_image(offset: int | torch.Tensor, n: int) -> torch.Tensor:
@@ -34,6 +38,20 @@ def _gather(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Te
 def windows(x: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, size: int) -> torch.Tensor:
     """The size x size window of each image n with its top-left corner at (tops[n], lefts[n])."""
     return _gather(x, tops[:, None] + torch.arange(size), lefts[:, None] + torch.arange(size))
+
+
+def window(frames: torch.Tensor, dy: int | torch.Tensor, dx: int | torch.Tensor, size: int = WINDOW) -> torch.Tensor:
+    """The size x size window of each (N, C, H, W) frame in which the content has moved down by dy and right by dx
+    pixels from the centred window (one offset per frame or one for all); refuses a window that leaves its frame."""
+    n, _, h, w = frames.shape
+    dy, dx = _per_image(dy, n), _per_image(dx, n)
+    tops, lefts = (h - size) // 2 - dy, (w - size) // 2 - dx
+    if (h - size) % 2 or (w - size) % 2 or tops.min() < 0 or lefts.min() < 0 or tops.max() > h - size \
+            or lefts.max() > w - size:
+        most = max(int(dy.abs().max()), int(dx.abs().max()))
+        raise ValueError(f"a {size}-px window moved by up to {most} px does not fit a {h}x{w} frame; valid: frames of "
+                         f"side {size} + 2k, shifts of at most k px")
+    return windows(frames, tops, lefts, size)
 
 
 def roll(x: torch.Tensor, dy: int | torch.Tensor, dx: int | torch.Tensor) -> torch.Tensor:
@@ -62,11 +80,14 @@ def crop_shift(x: torch.Tensor, pad: int, oy: int | torch.Tensor, ox: int | torc
 
 
 def shift(x: torch.Tensor, dy: int | torch.Tensor, dx: int | torch.Tensor, kind: str) -> torch.Tensor:
-    """Shift by (dy, dx) with the named kind: 'roll' (circular) or 'crop' (black fill)."""
+    """Shift by (dy, dx) with the named kind: 'roll' (circular), 'crop' (black fill) or 'window' (x are frames: the
+    WINDOW-px window moved by (dy, dx); content enters, nothing is lost to black)."""
     if kind == "roll":
         return roll(x, dy, dx)
     if kind == "crop":
         return translate(x, dy, dx)
+    if kind == "window":
+        return window(x, dy, dx)
     raise ValueError(f"shift kind={kind!r} is invalid; valid: {', '.join(SHIFT_KINDS)}")
 
 

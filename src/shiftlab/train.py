@@ -21,7 +21,7 @@ from . import shifts as sh
 from .data import Canvas, place_on_canvas
 from .runtime import autocast
 
-AUGMENTS = ("none", "roll", "crop", "rotate")
+AUGMENTS = ("none", "roll", "crop", "window", "rotate")
 TRAIN_PRECISIONS = ("fp32", "bf16")
 CHANNELS_LAST = torch.channels_last
 WARM_UP = 0.25     # fraction of the one-cycle schedule spent raising the learning rate
@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     canvas: Canvas | None = None
     precision: str = "fp32"
+    window: int = 0     # > 0: the images are frames and the network sees their window of this side (shifts.window)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -54,11 +55,19 @@ class TrainConfig:
             raise ValueError(f"precision={self.precision!r} is invalid; valid: {', '.join(TRAIN_PRECISIONS)}")
         if self.max_shift < 0:
             raise ValueError(f"max_shift={self.max_shift} is invalid; valid: an integer >= 0")
+        if self.window < 0:
+            raise ValueError(f"window={self.window} is invalid; valid: 0 (no frames) or a window side >= 1")
+        if self.augment == "window" and not self.window:
+            raise ValueError("augment='window' moves a window over frames; valid with window > 0 (the window side)")
+        if self.window and self.canvas is not None:
+            raise ValueError("a canvas run has no frames; use window=0 with it")
 
     def to_dict(self) -> dict:
-        """The fields as a dict; `canvas` only when set and `precision` only when not fp32, so keys of earlier
-        caches stay valid."""
+        """The fields as a dict; `canvas` and `window` only when set and `precision` only when not fp32, so keys of
+        earlier caches stay valid."""
         d = asdict(self)
+        if not d["window"]:
+            del d["window"]
         if d["canvas"] is None:
             del d["canvas"]
         if d["precision"] == "fp32":
@@ -67,11 +76,17 @@ class TrainConfig:
 
 
 def augment_batch(x: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
-    """Place every object on the canvas when training on one; else rotate every image by its own angle
-    ~ U[0°, 360°) ('rotate'), or shift it by its own offset ~ U{-m..m}^2 (circular for 'roll', black fill
-    for 'crop')."""
+    """Place every object on the canvas when training on one; with a window, cut every frame's window, centred or
+    (augment 'window', Zhang's random crop over content) with its content moved by its own offset ~ U{-m..m}^2;
+    then rotate every image by its own angle ~ U[0°, 360°) ('rotate'), or shift it by its own offset ~ U{-m..m}^2
+    (circular for 'roll', black fill for 'crop')."""
     if cfg.canvas is not None:
         return place_on_canvas(x, cfg.canvas, g)
+    if cfg.window:
+        moved = cfg.augment == "window" and cfg.max_shift > 0
+        x = sh.window(x, *(sh.random_offsets(len(x), cfg.max_shift, g) if moved else (0, 0)), size=cfg.window)
+        if cfg.augment == "window":
+            return x
     if cfg.augment == "rotate":
         return sh.rotate(x, torch.rand(len(x), generator=g) * 360)
     if cfg.augment == "none" or cfg.max_shift == 0:

@@ -64,13 +64,10 @@ def _checkpoint(blob: bytes, where: str) -> dict:
 
 def test_accuracy(path: Path, config: dict, n_test: int) -> float:
     """Accuracy (%) of a cached model on the first n_test test images of its dataset, presented as it was trained
-    (padded to its frame, or placed on its canvas with its seed)."""
+    (``zoo.test_inputs``)."""
     net = zoo.load_checkpoint(path, config).model
     test = data.load(config["data"]["dataset"], "test").subset(n_test, 0)
-    canvas = zoo.train_config(config).canvas
-    x = (test.as_float(config["data"]["image_size"]) if canvas is None
-         else data.place_on_canvas(test.as_float(), canvas, torch.Generator().manual_seed(config["train"]["seed"])))
-    return 100 * metrics.accuracy(inference.predict_logits(net, x), test.labels)
+    return 100 * metrics.accuracy(inference.predict_logits(net, zoo.test_inputs(config, test)), test.labels)
 
 
 def pack(results_dir: str | Path, cache_dir: str | Path, out: str | Path, profile: str, n_test: int = 10000) -> Path:

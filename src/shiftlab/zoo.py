@@ -28,8 +28,8 @@ from typing import NamedTuple
 import torch
 from tqdm import tqdm
 
-from . import __version__, fast
-from .data import CHANNELS, NORMALISATION, Canvas, load
+from . import __version__, fast, shifts
+from .data import CHANNELS, FRAMES, NORMALISATION, Canvas, Split, load, mosaic_frames, place_on_canvas
 from .models import RESIDUAL_ARCHS, ModelConfig, VGGLike, build
 from .results import atomic_write_bytes
 from .runtime import cpu_budget, large_pages_in_new_processes, report, seed_everything, training_precision
@@ -47,6 +47,9 @@ class Entry:
     canvas: Canvas | None = None
     max_train: int | None = None
     image_size: int | None = None      # frame the 28-px items are padded to (default: the profile's, 32)
+    # what surrounds an item in its frame: black padding, or its neighbours in a mosaic (data.mosaic_frames; the
+    # network sees a window of image_size over a frame max_shift px wider on every side)
+    frame: str = "black"
     # training precision on a GPU: bfloat16 autocast (blur layers in float32); every CPU trains in float32
     # (runtime.training_precision)
     precision: str = "bf16"
@@ -61,25 +64,31 @@ ROTATION_TRAIN = 30000    # Part IV's rotation networks: at most this many train
 
 def _registry() -> dict[str, Entry]:
     """baseline (MaxPool = MaxBlurPool with filter 1), maxblur2..maxblur7, each also with an _aug twin
-    and a zero-padded (_zeros, Zhang's setting) twin; the ResNet-like; the APS networks of Part III."""
+    and a zero-padded (_zeros, Zhang's setting) twin; the ResNet-like; the APS networks of Part III. All see 32-px
+    windows of mosaic frames (each item amid its neighbours, ``data.mosaic_frames``): the centred window, or for the
+    _aug twins a random one (Zhang's random crop over content)."""
     entries = {}
+    mosaic = "32-px windows over mosaic frames"
     for m in range(1, 8):
         name = "baseline" if m == 1 else f"maxblur{m}"
         model = VGG_MAX if m == 1 else replace(VGG_MAX, downsample="maxblur", filt_size=m)
         what = "MaxPool" if m == 1 else f"MaxBlurPool (binomial filter {m})"
-        entries[name] = Entry(model, description=f"{what}, circular padding, widths 16-32-64, no augmentation")
-        entries[f"{name}_aug"] = Entry(model, augment="roll",
-                                       description=f"{what}, trained with random circular shifts of up to 4 px")
-        entries[f"{name}_zeros"] = Entry(replace(model, padding="zeros"),
-                                         description=f"{what}, zero padding, widths 16-32-64, no augmentation")
-    entries["resnet"] = Entry(RESNET,
-                              description="ResNet-like, 3 strided residual stages, circular padding, no augmentation")
+        entries[name] = Entry(model, frame="mosaic",
+                              description=f"{what}, circular padding, widths 16-32-64, centred {mosaic}")
+        entries[f"{name}_aug"] = Entry(model, augment="window", frame="mosaic",
+                                       description=f"{what}, trained on random {mosaic} (content moved up to 4 px)")
+        entries[f"{name}_zeros"] = Entry(replace(model, padding="zeros"), frame="mosaic",
+                                         description=f"{what}, zero padding, widths 16-32-64, centred {mosaic}")
+    entries["resnet"] = Entry(RESNET, frame="mosaic",
+                              description=f"ResNet-like, 3 strided residual stages, circular padding, centred {mosaic}")
     aps = replace(VGG_MAX, downsample="maxaps")
-    entries["aps"] = Entry(aps, description="MaxPool's subsampling replaced by adaptive polyphase sampling, "
-                                            "circular padding")
-    entries["aps_lpf3"] = Entry(replace(aps, filt_size=3),
-                                description="dense max, Tri-3 blur, then APS (APS-LPF), circular padding")
-    entries["aps_zeros"] = Entry(replace(aps, padding="zeros"), description="dense max then APS, zero padding")
+    entries["aps"] = Entry(aps, frame="mosaic", description="MaxPool's subsampling replaced by adaptive polyphase "
+                                                            f"sampling, circular padding, centred {mosaic}")
+    entries["aps_lpf3"] = Entry(replace(aps, filt_size=3), frame="mosaic",
+                                description=f"dense max, Tri-3 blur, then APS (APS-LPF), circular padding, centred "
+                                            f"{mosaic}")
+    entries["aps_zeros"] = Entry(replace(aps, padding="zeros"), frame="mosaic",
+                                 description=f"dense max then APS, zero padding, centred {mosaic}")
     # the paper profile's CIFAR-10 ResNet-18 (64-128-256-512 at its width_factor 4) with the follow-up papers' three
     # subsamplings, beside their published CIFAR-10 table (RESNET18_TABLE)
     resnet18 = ModelConfig(arch="resnet18", downsample="strided", padding="circular", widths=(16, 32, 64, 128))
@@ -218,13 +227,39 @@ def full_config(name: str, n_train: int, epochs: int, seed: int, dataset: str = 
     if name not in ENTRIES:
         raise KeyError(f"zoo entry {name!r} is unknown; valid: {', '.join(ENTRIES)}")
     e = ENTRIES[name]
+    if e.frame not in FRAMES:
+        raise ValueError(f"zoo entry {name!r} has frame={e.frame!r}; valid: {', '.join(FRAMES)}")
+    size = e.canvas.size if e.canvas else e.image_size or image_size
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, augment=e.augment, max_shift=e.max_shift, seed=seed,
-                       canvas=e.canvas, precision=training_precision(e.precision, device))
+                       canvas=e.canvas, precision=training_precision(e.precision, device),
+                       window=size if e.frame == "mosaic" else 0)
     model = adapted(e.model, dataset, width_factor, convs_per_stage)
+    frame = {} if e.frame == "black" else {"frame": e.frame}
     return {"name": name, "model": model.to_dict(), "train": tcfg.to_dict(),
-            "data": {"dataset": dataset, "n_train": min(n_train, e.max_train or n_train),
-                     "image_size": e.canvas.size if e.canvas else e.image_size or image_size},
+            "data": {"dataset": dataset, "n_train": min(n_train, e.max_train or n_train), "image_size": size, **frame},
             "version": __version__}
+
+
+def training_inputs(config: dict, split: Split) -> torch.Tensor:
+    """The images of split as the model of a full configuration trains on them: padded to its frame; its mosaic
+    frames, max_shift px wider than its window on every side (``data.mosaic_frames``); or as they are (a canvas run
+    places them per batch)."""
+    tcfg, size = train_config(config), config["data"]["image_size"]
+    if tcfg.canvas is not None:
+        return split.as_float()
+    if config["data"].get("frame", "black") == "mosaic":
+        return mosaic_frames(split.as_float(), size + 2 * tcfg.max_shift)
+    return split.as_float(size)
+
+
+def test_inputs(config: dict, split: Split) -> torch.Tensor:
+    """The images of split as the model of a full configuration was trained to see them, unmoved: padded to its
+    frame; the centred window of their mosaic frames; or placed on its canvas (drawn with the model's seed)."""
+    tcfg = train_config(config)
+    if tcfg.canvas is not None:
+        return place_on_canvas(split.as_float(), tcfg.canvas, torch.Generator().manual_seed(tcfg.seed))
+    x = training_inputs(config, split)
+    return shifts.window(x, 0, 0, size=tcfg.window) if tcfg.window else x
 
 
 def train_config(config: dict) -> TrainConfig:
@@ -332,7 +367,7 @@ def _train_to_cache(config: dict, path: str, device: str = "cpu", progress: bool
                 return 0.0
             tcfg = train_config(config)
             split = load(config["data"]["dataset"], "train").subset(config["data"]["n_train"], tcfg.seed)
-            x = split.as_float(None if tcfg.canvas else config["data"]["image_size"])
+            x = training_inputs(config, split)
             seed_everything(tcfg.seed)
             model = fast.accelerate(build(ModelConfig(**config["model"])))
             label = f"{config['name']} seed {tcfg.seed}"
