@@ -49,14 +49,6 @@ def test_mosaic_puts_each_item_at_the_centre_among_its_successors():
     assert m[9, 0, ::2, ::2].tolist() == [[0, 1, 2], [3, 9, 4], [5, 6, 7]]
 
 
-def test_crop_window_moves_over_the_frame_and_refuses_to_leave_it():
-    frames = torch.arange(36, dtype=torch.float32).view(1, 1, 6, 6)
-    assert protocols.crop_window(frames, 2, 0, 0).flatten().tolist() == [14, 15, 20, 21]
-    assert protocols.crop_window(frames, 2, -1, 1).flatten().tolist() == [9, 10, 15, 16]
-    with pytest.raises(ValueError, match="leaves the 6x6 frame"):
-        protocols.crop_window(frames, 2, 3, 0)
-
-
 def test_diagonal_pair_changes_by_hand():
     p = {0: torch.tensor([[0.7, 0.3], [0.4, 0.6]]), 1: torch.tensor([[0.6, 0.4], [0.6, 0.4]]),
          2: torch.tensor([[0.2, 0.8], [0.5, 0.5]])}

@@ -105,7 +105,7 @@ def crop_diagonal_changes(model: nn.Module, frames: torch.Tensor, pairs: int = 8
     """Azulay's Crop protocol per image: 224 windows of the frame at diagonal offsets c and c+1 around its centre,
     P(top-1 change) and MAC averaged over `pairs` consecutive pairs (``protocols.diagonal_pair_changes``)."""
     cs = range(-(pairs // 2), pairs - pairs // 2 + 1)
-    return protocols.diagonal_pair_changes({c: inference.predict_probs(model, protocols.crop_window(frames, CROP, c, c))
+    return protocols.diagonal_pair_changes({c: inference.predict_probs(model, shifts.window(frames, c, c, CROP))
                                             for c in cs})
 
 
@@ -139,7 +139,7 @@ def zhang_table(frames: torch.Tensor, labels: torch.Tensor, device: torch.device
                 names: tuple[str, ...] = (*PRETRAINED, ANTIALIASED), weights: bool = True) -> pd.DataFrame:
     """Zhang's ImageNet columns on these frames, one row per network: top-1 accuracy of the 224 centre crop and
     consistency (two random 224 crops of the 256 frame classified the same), both in %."""
-    centre = protocols.crop_window(frames, CROP, 0, 0)
+    centre = shifts.window(frames, 0, 0, CROP)
     rows = []
     for name in names:
         net = pretrained(name, weights).to(device)

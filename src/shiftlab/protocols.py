@@ -48,15 +48,6 @@ def conditional_rate(event: torch.Tensor, given: torch.Tensor) -> float:
     return event[given].float().mean().item() if given.any() else float("nan")
 
 
-def crop_window(frames: torch.Tensor, size: int, dy: int, dx: int) -> torch.Tensor:
-    """The size x size window of (N, C, H, W) frames centred on the frame's centre and moved by (dy, dx)."""
-    h, w = frames.shape[-2:]
-    top, left = (h - size) // 2 + dy, (w - size) // 2 + dx
-    if not (0 <= top <= h - size and 0 <= left <= w - size):
-        raise ValueError(f"a {size}px window moved by ({dy}, {dx}) leaves the {h}x{w} frame")
-    return frames[..., top:top + size, left:left + size]
-
-
 def diagonal_pair_changes(probs: dict[int, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Azulay's pair pooling. probs[c] = f(T_(c,c) x), (N, K), for consecutive offsets c; per image the
     mean over the pairs (c, c+1) of 1[argmax changes] ('P(top-1 change)') and of |f_k(T_c x) - f_k(T_(c+1) x)|,
