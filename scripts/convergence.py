@@ -71,6 +71,8 @@ def merge(record: dict | None, acc: dict, budget: int) -> dict:
         entry = out["networks"].setdefault(name, {"accuracy": {}})
         entry["description"] = zoo.ENTRIES[name].description
         entry["n_train"] = config(name, budget, 0)["data"]["n_train"]
+        if entry.get("fingerprint") != (key := convergence.fingerprint(name, N_TRAIN, budget)):
+            entry.update(accuracy={}, fingerprint=key)     # measured as it trained before: those rows no longer apply
         for seed, by_epochs in per_seed.items():
             entry["accuracy"].setdefault(str(seed), {}).update({str(e): a for e, a in by_epochs.items()})
     out["seeds"] = sorted({int(s) for n in out["networks"].values() for s in n["accuracy"]})

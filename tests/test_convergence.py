@@ -81,3 +81,16 @@ def test_the_script_refuses_an_unknown_network_or_budget(script, capsys):
     with pytest.raises(SystemExit):
         script.main(["--networks", "baseline", "--budget", "3"])
     assert "--budget 3 must be one of --epochs [4, 8]" in capsys.readouterr().err
+
+
+def test_a_network_that_now_trains_otherwise_reads_as_not_measured(script):
+    record = script.merge(None, accuracy((0.75, 0.5), (1.5, 0.5)), budget=4)
+    record["networks"]["baseline"]["fingerprint"] = "measured-before"
+    assert convergence.status(["baseline", "maxblur5"], BOOK, record) == ("unmeasured", {"missing": "baseline"})
+    outcome, values = convergence.status(["baseline", "canvas_vgg"], BOOK, record)
+    assert outcome == "short_unmeasured" and values["missing"] == "baseline" and values["k"] == 1
+    text = prose.outcome("convergence", outcome, values)
+    assert "(1.5 points)" in text and "Not measured as they now train: baseline" in text
+    again = script.merge(record, {"baseline": {0: {4: 91.0, 8: 91.25}}}, budget=4)
+    assert again["networks"]["baseline"]["accuracy"] == {"0": {"4": 91.0, "8": 91.25}}     # the old seeds are gone
+    assert convergence.status(["baseline"], BOOK, again)[0] == "within"

@@ -4,6 +4,8 @@
 The rule (``RULE``): a network is trained near convergence when its test accuracy after the book's number of epochs
 is within 1 point of its accuracy after the longest run measured (8 epochs, each run with its own one-cycle
 schedule), at every seed measured. The gap of a network at a seed is acc[longest] - acc[budget] (points).
+A network's row holds the cache key of its training configuration at the budget (``fingerprint``); a network that
+now trains otherwise (other inputs, architecture or augmentation) reads as not measured until it is measured again.
 """
 from __future__ import annotations
 
@@ -28,6 +30,14 @@ def load(file: str | Path | None = None) -> dict | None:
     return json.loads(file.read_text()) if file.is_file() else None
 
 
+def fingerprint(name: str, n_train: int, budget: int) -> str:
+    """The cache key of network `name`'s full configuration at n_train images, `budget` epochs and seed 0: what the
+    record's measurements of it are measurements of."""
+    from . import zoo
+
+    return zoo.cache_key(zoo.full_config(name, n_train, budget, 0))
+
+
 def gaps(accuracy: dict, budget: int) -> dict[str, dict[str, float]]:
     """Per network and seed: points below the longest run's accuracy at the budget, acc[max] - acc[budget].
     `accuracy` maps network -> seed -> epochs -> test accuracy (%); JSON's string keys are read as numbers."""
@@ -45,22 +55,30 @@ def status(names: list[str], cfg: SimpleNamespace, record: dict | None = None) -
     prose text ``convergence`` (book/claims_text.yaml) and the values it is filled with.
 
     ``other_run``: the chapter trains otherwise than the record measured (profile, epochs or training images), so
-    the record does not apply; ``unmeasured``: some network is not in the record; ``short``: some network misses the
-    rule at some seed (the items name each, with its largest gap); ``within``: every network meets it."""
+    the record does not apply; ``unmeasured``: some network is not in the record, or was measured as it trained
+    before (its ``fingerprint`` differs), and none of the others misses the rule; ``short_unmeasured``: some misses
+    it and some are not measured; ``short``: some network misses the rule at some seed (the items name each, with
+    its largest gap); ``within``: every network meets it."""
     record = load() if record is None else record
     names = list(dict.fromkeys(names))
     if record is None or (cfg.profile, cfg.epochs, cfg.n_train) != (record["profile"], record["budget"],
                                                                     record["n_train"]):
         return "other_run", {"epochs": cfg.epochs, "n_train": cfg.n_train}
     measured = record["networks"]
-    missing = [n for n in names if n not in measured]
-    if missing:
+    missing = [n for n in names if n not in measured
+               or measured[n].get("fingerprint") != fingerprint(n, cfg.n_train, record["budget"])]
+    names = [n for n in names if n not in missing]
+    if not names:
         return "unmeasured", {"missing": ", ".join(missing)}
     worst = {n: max(gaps({n: measured[n]["accuracy"]}, record["budget"])[n].values()) for n in names}
     longest = max(int(e) for n in names for acc in measured[n]["accuracy"].values() for e in acc)
     short = [{"network": measured[n]["description"], "gap": worst[n]} for n in names if worst[n] > RULE]
     seeds = sorted({int(s) for n in names for s in measured[n]["accuracy"]})
     values = {"n": len(names), "budget": record["budget"], "longest": longest, "seeds": ", ".join(map(str, seeds))}
+    if short and missing:
+        return "short_unmeasured", {**values, "short": short, "k": len(short), "missing": ", ".join(missing)}
     if short:
         return "short", {**values, "short": short, "k": len(short)}
+    if missing:
+        return "unmeasured", {"missing": ", ".join(missing)}
     return "within", {**values, "worst": max(worst.values())}
