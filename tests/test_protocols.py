@@ -66,3 +66,15 @@ def test_near_far_by_hand():
     assert near.tolist() == [1.0, 0.0] and far.tolist() == [0.5, 1.0]
     with pytest.raises(ValueError, match="no position"):
         protocols.near_far(values, distance, near=0, far=30)
+
+
+def test_consecutive_pair_changes_counts_only_pairs_of_usable_neighbours():
+    top = torch.tensor([[0, 0], [1, 0], [1, 1], [2, 1], [2, 1]])           # (T=5, N=2) top-1 classes
+    logits = torch.nn.functional.one_hot(top, 3).float()
+    usable = torch.tensor([False, True, True, True, False])                 # pairs (1, 2) and (2, 3)
+    assert protocols.consecutive_pair_changes(logits, usable).tolist() == [0.5, 0.5]
+    assert protocols.consecutive_pair_changes(logits, torch.ones(5, dtype=torch.bool)).tolist() == [0.5, 0.25]
+    with pytest.raises(ValueError, match="both usable"):
+        protocols.consecutive_pair_changes(logits, torch.tensor([True, False, True, False, True]))
+    with pytest.raises(ValueError, match="one flag per transformation"):
+        protocols.consecutive_pair_changes(logits, torch.ones(4, dtype=torch.bool))

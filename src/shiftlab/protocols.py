@@ -48,6 +48,21 @@ def conditional_rate(event: torch.Tensor, given: torch.Tensor) -> float:
     return event[given].float().mean().item() if given.any() else float("nan")
 
 
+def consecutive_pair_changes(logits: torch.Tensor, usable: torch.Tensor) -> torch.Tensor:
+    """Per image, the fraction of consecutive transformations (k, k+1) of (T, N, K) logits, both usable (a (T,) mask),
+    whose top-1 classes differ: mean over such k of 1[argmax z_k != argmax z_(k+1)], (N,). Both images of a pair are
+    transformed (e.g. resampled), so neither is the untouched original."""
+    usable = torch.as_tensor(usable, dtype=torch.bool)
+    if usable.shape != logits.shape[:1]:
+        raise ValueError(f"usable has shape {tuple(usable.shape)}; valid: one flag per transformation, "
+                         f"({logits.shape[0]},)")
+    pairs = (usable[:-1] & usable[1:]).nonzero().flatten()
+    if not len(pairs):
+        raise ValueError("no two consecutive transformations are both usable; valid: a mask with two neighbours set")
+    top = logits.argmax(-1)
+    return (top[pairs] != top[pairs + 1]).float().mean(0)
+
+
 def diagonal_pair_changes(probs: dict[int, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Azulay's pair pooling. probs[c] = f(T_(c,c) x), (N, K), for consecutive offsets c; per image the
     mean over the pairs (c, c+1) of 1[argmax changes] ('P(top-1 change)') and of |f_k(T_c x) - f_k(T_(c+1) x)|,
