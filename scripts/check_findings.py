@@ -15,10 +15,19 @@ for every claim, the verdict both seed sets reach, and not resolved where they d
 fails). Once a replication is recorded, the strict check and --report compare the verdicts both seed sets reach (this
 run's with the recorded second set's) with what the book states; a run of the second seed set itself is compared as
 it is.
+
+--record also writes book/claims_protocols.yaml beside claims.yaml: per finding, the claim and protocol texts of
+book/claims_text.yaml under which its stated verdict was measured (the entry's templates; the run's own filled text
+where it does not match them). A finding whose protocol text differs from the one recorded before keeps the replaced
+record's text and stated verdict under ``previous:``, for one record: the next record with the same protocol drops it.
+The summary chapter shows each such finding's old and new protocol side by side (``protocol_changes``), and, before a
+record is made under a changed protocol, every finding whose current protocol text differs from the recorded one.
 """
 from __future__ import annotations
 
 import argparse
+import re
+import string
 import sys
 from pathlib import Path
 
@@ -27,11 +36,12 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from shiftlab import findings, results  # noqa: E402
+from shiftlab import findings, prose, results  # noqa: E402
 from shiftlab.results import atomic_write_bytes  # noqa: E402
 
 CLAIMS = ROOT / "book" / "claims.yaml"
 REPLICATION = ROOT / "book" / "replication.yaml"
+PROTOCOLS = "claims_protocols.yaml"          # written beside the stated verdicts (book/claims.yaml)
 
 
 def label(verdict: str) -> str:
@@ -82,7 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         body = ("# The verdicts the book states (scripts/check_findings.py --record after a book run; where "
                 "book/replication.yaml\n# holds a second seed set's verdicts, a finding the two decide differently is "
                 "stated not resolved).\n")
+        protocols = claims.with_name(PROTOCOLS)
+        texts = record_protocols(measured, prose.load()["claims"], read_yaml(protocols), read_yaml(claims))
         atomic_write_bytes(claims, (body + yaml.safe_dump(stated, sort_keys=False, allow_unicode=True)).encode())
+        write_protocols(protocols, {k: texts[k] for k in stated if k in texts})
+        changed = sorted(k for k, v in texts.items() if "previous" in v)
+        print(f"recorded the claim and protocol texts in {protocols}"
+              + (f" ({len(changed)} with a changed protocol: {', '.join(changed)})" if changed else ""))
         print(f"recorded {len(stated)} verdicts in {claims}"
               + (f" ({sum(stated[k] != found[k] for k in stated)} not resolved: the seed sets disagree)" if second
                  else " (no replication recorded yet: make replicate)"))
@@ -142,6 +158,141 @@ def replicate(found: dict[str, str], kinds: dict[str, str], other: Path, record:
     atomic_write_bytes(record, (body + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)).encode())
     print(f"recorded in {record}")
     return 0
+
+
+# ------------------------------------------------------------ the protocol each stated verdict was measured under
+
+PROTOCOLS_HEADER = """\
+# The claim and protocol texts (book/claims_text.yaml's templates) under which each verdict book/claims.yaml states
+# was measured, written with it by scripts/check_findings.py --record. `entry` names the text file's entry of a key
+# filled from a template (ch01_shrink_{net} -> ch01_shrink_vgg). `previous`: the texts and the stated verdict the last
+# record held, where the protocol has changed since; the summary chapter shows them beside the new ones, and the next
+# record with an unchanged protocol drops them.
+"""
+
+
+def entry_of(key: str, entries: dict) -> str | None:
+    """The entry of book/claims_text.yaml's claims that a finding's key fills: the key itself, else the template
+    whose placeholders, filled with words (a character other than a letter, digit or underscore written as an
+    underscore, as ``prose.claim`` does), give the key; the one with the most literal characters where several do.
+    None when no entry fits (a claim renamed or removed)."""
+    if key in entries:
+        return key
+    fits = []
+    for name in entries:
+        parts = list(string.Formatter().parse(name))
+        if all(field is None for _, field, _, _ in parts):
+            continue
+        pattern = "".join(re.escape(literal) + ("" if field is None else r"\w+") for literal, field, _, _ in parts)
+        if re.fullmatch(pattern, key):
+            fits.append((sum(len(literal) for literal, *_ in parts), name))
+    return max(fits)[1] if fits else None
+
+
+def template_values(template: str, text: str) -> dict[str, str] | None:
+    """The values that fill `template` (a str.format template of book/claims_text.yaml) to `text`, as strings: {} for
+    a template without placeholders that equals the text, None when no values give the text."""
+    pattern, seen = "", set()
+    for literal, field, _, _ in string.Formatter().parse(template):
+        pattern += re.escape(literal)
+        if field is not None:
+            name = re.match(r"[^.\[]*", field).group()
+            pattern += f"(?P={name})" if name in seen else f"(?P<{name}>.+?)"
+            seen.add(name)
+    match = re.fullmatch(pattern, text, flags=re.S)
+    return None if match is None else match.groupdict()
+
+
+def readable(template: str, values: dict[str, str]) -> str:
+    """A template as a reader sees it: its placeholders filled from `values` (strings, as ``template_values`` gives
+    them), '…' for one it does not hold, and its doubled braces single."""
+    out = ""
+    for literal, field, _, _ in string.Formatter().parse(template):
+        out += literal
+        if field is not None:
+            out += values.get(re.match(r"[^.\[]*", field).group(), "…")
+    return out
+
+
+def _as_template(text: str) -> str:
+    """A filled text as a template without placeholders (its braces doubled)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def record_protocols(measured: list[tuple[str, findings.Finding]], entries: dict, recorded: dict,
+                     stated: dict[str, str]) -> dict[str, dict]:
+    """The texts to record for every finding of a run: {"entry" (only for a key filled from a template), "claim",
+    "protocol", "previous"}. Claim and protocol are the templates of the finding's entry in `entries`
+    (book/claims_text.yaml's claims) where the run's filled protocol matches its template, else those `recorded`
+    (book/claims_protocols.yaml) holds where it matches theirs (a run older than the text file's last change); a text
+    its template does not fill is recorded as the run filled it. ``previous``, where the protocol differs
+    from the recorded one: that record's claim and protocol and the verdict `stated` (the book/claims.yaml being
+    replaced) gave under them; where the protocol is the recorded one there is none (the side-by-side is shown for one
+    record)."""
+    out = {}
+    for _, f in measured:
+        name = entry_of(f.key, entries)
+        entry = entries.get(name, {}) if name else {}
+        old = recorded.get(f.key) if isinstance(recorded.get(f.key), dict) else {}
+        source = next((s for s in (entry, old) if s.get("protocol") is not None
+                       and template_values(s["protocol"], f.protocol) is not None), {})
+        texts = {field: source[field] if source.get(field) is not None
+                 and template_values(source[field], filled) is not None else _as_template(filled)
+                 for field, filled in (("claim", f.claim), ("protocol", f.protocol))}
+        doc = {"entry": name} if name and name != f.key else {}
+        doc.update(texts)
+        if old.get("protocol") is not None and old["protocol"] != texts["protocol"]:
+            doc["previous"] = {"claim": old.get("claim", ""), "protocol": old["protocol"],
+                               "stated": stated.get(f.key, "–")}
+        out[f.key] = doc
+    return out
+
+
+def write_protocols(path: Path, texts: dict[str, dict]) -> None:
+    """book/claims_protocols.yaml, atomically, with its header."""
+    body = yaml.safe_dump(texts, sort_keys=False, allow_unicode=True, width=120)
+    atomic_write_bytes(path, (PROTOCOLS_HEADER + body).encode())
+
+
+def protocol_changes(measured: list[tuple[str, findings.Finding]], recorded: dict, stated: dict[str, str],
+                     entries: dict | None = None) -> list[dict]:
+    """One row per finding whose protocol changed, for the summary chapter: chapter, claim, the protocol before and
+    the verdict the book stated under it, the protocol now, this run's verdict under it ('–' when this run measured
+    another protocol or did not measure the finding) and the verdict the book states under it ('–' until a record is
+    made with it).
+
+    A finding's protocol changed when `recorded` (book/claims_protocols.yaml) holds a ``previous`` block for it
+    (recorded under the new protocol, shown for that one record), or when the text `entries` (book/claims_text.yaml's
+    claims, read when None) now gives for it differs from the recorded one (not recorded yet: the old verdict is the one
+    `stated`, book/claims.yaml, gives). A finding without a recorded text (new, or renamed since) has no row."""
+    entries = prose.load()["claims"] if entries is None else entries
+    runs = {f.key: (chapter, f) for chapter, f in measured}
+    keys = list(dict.fromkeys([*runs, *recorded]))
+    rows = []
+    for key in keys:
+        old, name = recorded.get(key), entry_of(key, entries)
+        if not isinstance(old, dict) or name is None or old.get("protocol") is None:
+            continue
+        entry = entries[name]
+        if old["protocol"] != entry["protocol"]:                  # changed since the record: not recorded yet
+            earlier, then, now = old, stated.get(key, "–"), "–"
+        elif isinstance(old.get("previous"), dict):                # recorded under the new protocol
+            earlier, then, now = old["previous"], old["previous"].get("stated", "–"), stated.get(key, "–")
+        else:
+            continue
+        before = earlier["protocol"]
+        chapter, f = runs.get(key, (re.sub(r"^ch(\d\d)_.*", r"\1", key), None))
+        pairs = ((earlier.get("claim", ""), "claim"), (before, "protocol"), (entry["claim"], "claim"),
+                 (entry["protocol"], "protocol"))
+        fills = [None if f is None else template_values(t, getattr(f, field)) for t, field in pairs]   # None: not it
+        said, now_done = (fills[2], fills[3]) if fills[3] is not None else (None, None)   # a run of the new protocol
+        values = {k: v for found in (*fills[:2], said, now_done) for k, v in (found or {}).items()}
+        rows.append({"ch.": int(chapter[:2]) if chapter[:2].isdigit() else "–",
+                     "claim": f.claim if said is not None else readable(entry["claim"], values),
+                     "protocol before": readable(before, values), "book stated": then,
+                     "protocol now": f.protocol if now_done is not None else readable(entry["protocol"], values),
+                     "this run": f.verdict if now_done is not None else "–", "book states": now})
+    return rows
 
 
 if __name__ == "__main__":
