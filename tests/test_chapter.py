@@ -127,3 +127,15 @@ def test_save_states_the_convergence_of_every_network_the_chapter_prepared_once(
     run.save({})
     assert "convergence" in glued                                  # the smoke run: the record is the book's
     assert glued["convergence"].startswith("This run trains 1 epoch(s) on 512 images")
+
+
+def test_save_states_whether_each_named_equivalence_claim_rests_on_the_budget(run, glued):
+    found = [findings.by_seed("ch07_blur_keeps_accuracy", [0.001, -0.002, 0.0, 0.001, 0.002], m_lo=1, m_hi=5,
+                              zhang_m=5, zhang_acc=0.01)]
+    run.verdicts(found)
+    run.equivalence_arms("ch07_blur_keeps_accuracy", "baseline", "maxblur5")
+    run.save({})
+    assert glued["ch07_blur_keeps_accuracy_budget"].startswith("This run trains 1 epoch(s) on 512 images")
+    run.equivalence_arms("ch07_consistency_rises_crop", "baseline", "maxblur5")
+    with pytest.raises(ValueError, match="not an equivalence claim this chapter decided; valid: ch07_blur_keeps"):
+        run.save({})

@@ -94,3 +94,17 @@ def test_a_network_that_now_trains_otherwise_reads_as_not_measured(script):
     again = script.merge(record, {"baseline": {0: {4: 91.0, 8: 91.25}}}, budget=4)
     assert again["networks"]["baseline"]["accuracy"] == {"0": {"4": 91.0, "8": 91.25}}     # the old seeds are gone
     assert convergence.status(["baseline"], BOOK, again)[0] == "within"
+
+
+def test_an_equivalence_claim_says_whether_its_arms_gain_alike_from_longer_training(script):
+    record = script.merge(None, accuracy((0.75, 0.5), (1.5, 0.5)), budget=4)     # maxblur5 gains 0.25 and 0.5
+    outcome, values = convergence.equivalence_budget("baseline", "maxblur5", 0.5, BOOK, record)
+    assert outcome == "beyond" and values["worst"] == pytest.approx(0.5) and values["seeds"] == "0, 1"
+    assert "up to 0.50 points" in prose.outcome("equivalence_budget", outcome, values)
+    outcome, values = convergence.equivalence_budget("baseline", "maxblur5", 1.0, BOOK, record)
+    assert outcome == "within" and "±1.0-point margin" in prose.outcome("equivalence_budget", outcome, values)
+    record["networks"]["maxblur5"]["fingerprint"] = "measured-before"
+    assert convergence.equivalence_budget("baseline", "maxblur5", 0.5, BOOK, record)[0] == "unmeasured"
+    smoke = SimpleNamespace(profile="smoke", epochs=1, n_train=512)
+    outcome, values = convergence.equivalence_budget("baseline", "maxblur5", 0.5, smoke, record)
+    assert outcome == "other_run" and "1 epoch(s)" in prose.outcome("equivalence_budget", outcome, values)

@@ -371,3 +371,20 @@ def test_a_blurred_last_subsampling_under_global_pooling_is_invariant_to_half_th
         for net, exact in ((blurred, True), (plain, False)):
             out, moved = net(images), net(shifts.roll(images, half, half))
             assert torch.allclose(out, moved, rtol=1e-5, atol=1e-6) is exact
+
+
+def test_shift_consistency_reports_accuracy_at_the_pairs_shifts_by_hand():
+    n, m, seed = 30, 4, 3
+    g = torch.Generator().manual_seed(7)
+    frames = torch.zeros(n, 1, 32 + 2 * m, 32 + 2 * m)
+    cols = torch.randint(m, 32 + m, (n,), generator=g)
+    frames[torch.arange(n), 0, 20, cols] = 1.0
+    labels = torch.randint(0, 2, (n,), generator=g)
+    out = protocols.shift_consistency(_BrightestColumnHalf(), frames, labels, m, seed)
+    (_, adx), (_, bdx) = protocols.pair_offsets(n, m, seed)
+    x_cols = cols - m                                           # the centred window's columns
+    side = {k: ((x_cols + d) % 32 >= 16).long() for k, d in (("a", adx), ("b", bdx))}
+    expected = ((side["a"] == labels).float() + (side["b"] == labels).float()) / 2
+    assert torch.equal(out["accuracy circular"], expected) and 0 < expected.mean() < 1
+    assert torch.equal(out["agree circular"], side["a"] == side["b"])
+    assert out["accuracy crop"].shape == (n,) and set(out["accuracy crop"].tolist()) <= {0.0, 0.5, 1.0}

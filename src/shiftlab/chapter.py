@@ -91,6 +91,7 @@ class Run:
         self.train_seconds: dict[str, float] = {}
         self.models: dict[str, dict] = {}     # "<zoo name>/seed<s>" -> its cache key and weights' SHA-256
         self.found: dict[str, findings.Finding] = {}
+        self.equivalences: dict[str, tuple[str, str]] = {}     # equivalence claim -> the zoo names it compares
         self.trained: list[str] = []           # the zoo names the chapter prepared
         self._test_sets: dict[tuple[int, int | str], tuple] = {}
 
@@ -188,6 +189,12 @@ class Run:
         out = {"notebook_seconds": time.perf_counter() - self.started}
         return {**out, "train_seconds": dict(self.train_seconds)} if self.train_seconds else out
 
+    def equivalence_arms(self, key: str, a: str, b: str) -> None:
+        """Name the zoo networks a and b that equivalence claim `key` compares: at the save, ``<key>_budget`` is glued,
+        what the convergence record says of resting that claim on the book's budget
+        (``convergence.equivalence_budget``)."""
+        self.equivalences[key] = (a, b)
+
     def save(self, metrics: dict) -> None:
         """Write the chapter's results file, <results_dir>/<notebook>.json (the metrics, every finding glued under
         "verdicts", the parameters, the timings and the cache key of every model it loaded), and say so in one line
@@ -196,6 +203,14 @@ class Run:
         if self.trained:
             outcome, values = convergence.status(self.trained, self.cfg)
             glue_text("convergence", outcome, **values)
+        for key, (a, b) in self.equivalences.items():
+            f = self.found.get(key)
+            if f is None or f.margin is None:
+                raise ValueError(f"{key} is not an equivalence claim this chapter decided; valid: "
+                                 f"{', '.join(k for k, g in self.found.items() if g.margin is not None) or 'none'}")
+            margin = 100 * f.margin if f.unit == "pp" else f.margin
+            outcome, values = convergence.equivalence_budget(a, b, margin, self.cfg)
+            glue(f"{key}_budget", prose.outcome("equivalence_budget", outcome, values))
         if self.found:
             metrics = {**metrics, "verdicts": findings.save_all(list(self.found.values()))}
         cfg = self.cfg

@@ -82,3 +82,28 @@ def status(names: list[str], cfg: SimpleNamespace, record: dict | None = None) -
     if missing:
         return "unmeasured", {"missing": ", ".join(missing)}
     return "within", {**values, "worst": max(worst.values())}
+
+
+def equivalence_budget(a: str, b: str, margin: float, cfg: SimpleNamespace,
+                       record: dict | None = None) -> tuple[str, dict]:
+    """Whether an equivalence claim between networks a and b (margin in points) can rest on the book's budget: per
+    seed measured for both, how much more b gains than a from the budget to the longest run, d_s = gap_b - gap_a
+    (the amount by which longer training would move their accuracy difference). ``within``: max |d_s| <= margin / 2;
+    ``beyond``: larger; ``unmeasured``: no seed measured for both as they now train; ``other_run``: as in
+    ``status``."""
+    record = load() if record is None else record
+    if record is None or (cfg.profile, cfg.epochs, cfg.n_train) != (record["profile"], record["budget"],
+                                                                    record["n_train"]):
+        return "other_run", {"epochs": cfg.epochs, "n_train": cfg.n_train}
+    measured = {n: record["networks"][n] for n in (a, b) if n in record["networks"]
+                and record["networks"][n].get("fingerprint") == fingerprint(n, cfg.n_train, record["budget"])}
+    seeds = sorted(set.intersection(*(set(v["accuracy"]) for v in measured.values())), key=int) \
+        if len(measured) == 2 else []
+    values = {"a": a, "b": b, "margin": margin}
+    if not seeds:
+        return "unmeasured", values
+    g = gaps({n: {s: v["accuracy"][s] for s in seeds} for n, v in measured.items()}, record["budget"])
+    worst = max(abs(g[b][s] - g[a][s]) for s in seeds)
+    values.update(worst=worst, seeds=", ".join(seeds), budget=record["budget"],
+                  longest=max(int(e) for v in measured.values() for s in seeds for e in v["accuracy"][s]))
+    return ("within" if worst <= margin / 2 else "beyond"), values

@@ -90,15 +90,17 @@ def shift_consistency(model: torch.nn.Module, frames: torch.Tensor, labels: torc
                       seed: int) -> dict[str, torch.Tensor]:
     """Per image of the mosaic frames (``data.mosaic_frames``), x its centred 32-px window: correct (argmax f(x) ==
     y), and agreement 1[ŷ(shift_a x) == ŷ(shift_b x)], offsets a, b ~ U{-max_shift..max_shift}² drawn with seed,
-    under circular shifts of x and under crops (the window moved over the frame: Zhang's two random crops); and
-    whether the pair's difference is off the lattice of multiples of half the model's total stride S/2
-    (``off_lattice``)."""
+    under circular shifts of x and under crops (the window moved over the frame: Zhang's two random crops); the
+    accuracy at those shifts, (1[ŷ(shift_a x) == y] + 1[ŷ(shift_b x) == y]) / 2 per image; and whether the pair's
+    difference is off the lattice of multiples of half the model's total stride S/2 (``off_lattice``)."""
     x = sh.window(frames, 0, 0)
     step = max(getattr(getattr(model, "cfg", None), "total_stride", 2) // 2, 1)
-    return {"correct": inference.predict_logits(model, x).argmax(1) == labels,
-            "agree circular": agreement(model, x, "roll", max_shift, seed),
-            "agree crop": agreement(model, frames, "window", max_shift, seed),
-            "off lattice": off_lattice(*pair_offsets(len(x), max_shift, seed), step)}
+    out = {"correct": inference.predict_logits(model, x).argmax(1) == labels}
+    for name, images, kind in (("circular", x, "roll"), ("crop", frames, "window")):
+        pred_a, pred_b = shifted_predictions(model, images, kind, max_shift, seed)
+        out[f"agree {name}"] = pred_a == pred_b
+        out[f"accuracy {name}"] = ((pred_a == labels).float() + (pred_b == labels).float()) / 2
+    return {**out, "off lattice": off_lattice(*pair_offsets(len(x), max_shift, seed), step)}
 
 
 def aps_phase_margins(model: torch.nn.Module, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
@@ -166,13 +168,20 @@ def off_lattice(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, tor
     return ((a[0] - b[0]) % step != 0) | ((a[1] - b[1]) % step != 0)
 
 
+def shifted_predictions(model: nn.Module, x: torch.Tensor, kind: str = "roll", max_shift: int = 4, seed: int = 0,
+                        batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image (argmax f(shift_a x), argmax f(shift_b x)), a, b ~ U{-m..m}^2 drawn per image from seed
+    (``pair_offsets``)."""
+    a, b = pair_offsets(len(x), max_shift, seed)
+    return (inference.predict_logits(model, sh.shift(x, *a, kind), batch_size).argmax(1),
+            inference.predict_logits(model, sh.shift(x, *b, kind), batch_size).argmax(1))
+
+
 def agreement(model: nn.Module, x: torch.Tensor, kind: str = "roll", max_shift: int = 4,
               seed: int = 0, batch_size: int = 128) -> torch.Tensor:
     """Per image 1[argmax f(shift_a x) == argmax f(shift_b x)], a, b ~ U{-m..m}^2 drawn per image from seed
-    (``pair_offsets``)."""
-    a, b = pair_offsets(len(x), max_shift, seed)
-    pred_a = inference.predict_logits(model, sh.shift(x, *a, kind), batch_size).argmax(1)
-    pred_b = inference.predict_logits(model, sh.shift(x, *b, kind), batch_size).argmax(1)
+    (``shifted_predictions``)."""
+    pred_a, pred_b = shifted_predictions(model, x, kind, max_shift, seed, batch_size)
     return pred_a == pred_b
 
 
