@@ -1,5 +1,7 @@
 """The chapter run: parameters, timer, models and their training times, cached measurements, verdicts, results file;
 and texts glued by outcome."""
+from types import SimpleNamespace
+
 import pytest
 
 from shiftlab import chapter, evalcache, findings, prose, results, runtime, zoo
@@ -139,3 +141,25 @@ def test_save_states_whether_each_named_equivalence_claim_rests_on_the_budget(ru
     run.equivalence_arms("ch07_consistency_rises_crop", "baseline", "maxblur5")
     with pytest.raises(ValueError, match="not an equivalence claim this chapter decided; valid: ch07_blur_keeps"):
         run.save({})
+
+
+def test_a_book_chapter_says_which_verdicts_a_redesigned_protocol_changed(monkeypatch):
+    found = [findings.by_seed("ch07_consistency_rises_crop", [0.01, 0.02, 0.015, 0.01, 0.02], m_lo=1, m_hi=5,
+                              zhang_m=5, zhang_cons=0.03),
+             findings.by_seed("ch07_consistency_rises_circular", [0.01, 0.02, 0.015, 0.01, 0.02], m_lo=1, m_hi=5)]
+    entries = prose.load()["claims"]
+    same = {k: {"protocol": entries[k]["protocol"]} for k in ("ch07_consistency_rises_crop",
+                                                                "ch07_consistency_rises_circular")}
+    stated = {"ch07_consistency_rises_crop": "reversed", "ch07_consistency_rises_circular": "reversed"}
+    assert findings.protocol_changes(found, same, stated, entries) == []            # same protocols: nothing to say
+    moved = {**same, "ch07_consistency_rises_crop": {"protocol": "crop shifts over a black frame"}}
+    assert findings.protocol_changes(found, moved, stated, entries) == [
+        {"claim": found[0].claim, "before": "reversed", "now": "reproduced"}]
+    recorded = {**same, "ch07_consistency_rises_crop": {**same["ch07_consistency_rises_crop"],
+                                                         "previous": {"protocol": "old", "stated": "reversed"}}}
+    assert findings.protocol_changes(found, recorded, {"ch07_consistency_rises_crop": "reproduced"}, entries) == [
+        {"claim": found[0].claim, "before": "reversed", "now": "reproduced"}]
+    assert chapter.protocol_change(found, SimpleNamespace(profile="smoke"))[0] == "other_run"
+    text = prose.outcome("protocol_change", "changed", {"changed": findings.protocol_changes(found, moved, stated,
+                                                                                             entries), "k": 1})
+    assert "1 verdict(s)" in text and ": reversed before, reproduced now" in text

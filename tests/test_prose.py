@@ -131,7 +131,7 @@ def test_no_code_cell_holds_a_verdict_sentence(path):
 # outcome texts the library glues for every chapter, not a notebook: chapter.Run.save glues "convergence" and, for
 # the equivalence claims a chapter names (Run.equivalence_arms), "equivalence_budget"
 # (its four outcomes are each reached in tests/test_convergence.py)
-LIBRARY_OUTCOMES = {"convergence", "equivalence_budget"}
+LIBRARY_OUTCOMES = {"convergence", "equivalence_budget", "protocol_change"}
 
 
 def _uses():

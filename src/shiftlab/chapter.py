@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+import yaml
 
 from . import convergence, data, evalcache, findings, params, plots, prose, protocols, results, runtime, shifts, zoo
 
@@ -203,6 +204,9 @@ class Run:
         if self.trained:
             outcome, values = convergence.status(self.trained, self.cfg)
             glue_text("convergence", outcome, **values)
+        if self.found:
+            outcome, values = protocol_change(list(self.found.values()), self.cfg)
+            glue_text("protocol_change", outcome, **values)
         for key, (a, b) in self.equivalences.items():
             f = self.found.get(key)
             if f is None or f.margin is None:
@@ -217,6 +221,23 @@ class Run:
         path = results.save(cfg.results_dir, self.notebook, cfg.profile, vars(cfg), metrics, self.timings(),
                             models=self.models)
         print(f"results written to {path.name} in the profile's results folder")
+
+
+def protocol_change(found: list, cfg: SimpleNamespace) -> tuple[str, dict]:
+    """The outcome of the prose text ``protocol_change`` for a chapter's findings: ``changed`` (the items: each claim
+    whose protocol changed since book/claims.yaml stated its verdict, and whose verdict this run differs from it,
+    ``findings.protocol_changes``), ``none``, or ``other_run`` (not the book profile, whose verdicts the book
+    states)."""
+    if cfg.profile != "book":
+        return "other_run", {"profile": cfg.profile}
+    book = runtime.project_root() / "book"
+
+    def read(name: str) -> dict:
+        return (yaml.safe_load(f.read_text()) or {}) if (f := book / name).is_file() else {}
+
+    changed = findings.protocol_changes(found, read("claims_protocols.yaml"), read("claims.yaml"),
+                                        prose.load()["claims"])
+    return ("changed", {"changed": changed, "k": len(changed)}) if changed else ("none", {})
 
 
 def run(namespace: dict[str, Any], notebook: str) -> Run:

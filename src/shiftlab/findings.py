@@ -406,3 +406,26 @@ def summary(measured: Sequence[tuple[str, Finding]], stated: dict[str, str], sec
                      "both seed sets": both, "stated": stated.get(f.key, "–"),
                      "differs from stated": f.key in stated and stated[f.key] != both})
     return pd.DataFrame(rows)
+
+
+def protocol_changes(found: Sequence[Finding], recorded: dict, stated: dict[str, str],
+                     entries: dict) -> list[dict[str, str]]:
+    """The claims among `found` whose protocol differs from the one their stated verdict was measured under and whose
+    verdict differs from that stated one: [{claim, before, now}] (the verdict stated under the old protocol and this
+    run's). `recorded`: book/claims_protocols.yaml (per key its protocol template, ``entry`` when the key fills a
+    template, ``previous`` {protocol, stated} when the last record changed the protocol); `stated`: book/claims.yaml;
+    `entries`: book/claims_text.yaml's claims."""
+    out = []
+    for f in found:
+        rec = recorded.get(f.key)
+        if f.family == CHECK or not isinstance(rec, dict) or rec.get("entry", f.key) not in entries:
+            continue
+        if rec.get("protocol") != entries[rec.get("entry", f.key)]["protocol"]:
+            before = stated.get(f.key)                       # not yet recorded under the new protocol
+        elif isinstance(rec.get("previous"), dict):
+            before = rec["previous"].get("stated")           # recorded under it, for one record
+        else:
+            continue
+        if before is not None and before != f.verdict:
+            out.append({"claim": f.claim, "before": before, "now": f.verdict})
+    return out
