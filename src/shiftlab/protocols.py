@@ -36,6 +36,22 @@ def seed_differences(runs: pd.DataFrame, measure: str, b: dict, a: dict) -> list
     return [float(rb[s] - ra[s]) for s in sorted(rb.index)]
 
 
+def seed_slopes(runs: pd.DataFrame, measure: str, x: str, arms: dict) -> list[float]:
+    """Per seed s, in seed order: the least-squares slope of measure against column x over the runs of that seed that
+    match arms, sum_i (x_i - x̄)(y_i - ȳ) / sum_i (x_i - x̄)² (a trend over every level of x, not only its ends);
+    every seed must have the same, at least two, levels of x."""
+    sel = select(runs, **arms)
+    levels = {s: sorted(g[x]) for s, g in sel.groupby("seed")}
+    if not levels or len({tuple(v) for v in levels.values()}) != 1 or len(set(next(iter(levels.values())))) < 2:
+        raise ValueError(f"every seed needs the same levels of {x!r}, at least two distinct, once each; got {levels}")
+    out = []
+    for s in sorted(levels):
+        g = sel[sel["seed"] == s]
+        dx, dy = g[x] - g[x].mean(), g[measure] - g[measure].mean()
+        out.append(float((dx * dy).sum() / (dx * dx).sum()))
+    return out
+
+
 def per_seed(effect, seeds) -> list[float]:
     """[mean of effect(s) for s in seeds]: a claim's per-seed effects from a function giving, for seed s, one value
     per image of that seed's test set (a tensor or array)."""
