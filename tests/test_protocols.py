@@ -83,7 +83,7 @@ def test_consecutive_pair_changes_counts_only_pairs_of_usable_neighbours():
 def test_seed_slopes_fit_a_line_over_every_level_per_seed():
     runs = pd.DataFrame([{"seed": s, "m": m, "pad": "circular", "c": 0.5 + slope * m + (0.01 if m == 3 else 0)}
                          for s, slope in ((0, 0.02), (1, -0.01)) for m in (1, 3, 5)]
-                        + [{"seed": 0, "m": 1, "pad": "zeros", "c": 9.0}, {"seed": 1, "m": 1, "pad": "zeros", "c": 9.0}])
+                        + [{"seed": s, "m": 1, "pad": "zeros", "c": 9.0} for s in (0, 1)])
     assert protocols.seed_slopes(runs, "c", "m", {"pad": "circular"}) == pytest.approx([0.02, -0.01])
     with pytest.raises(ValueError, match="at least two distinct"):
         protocols.seed_slopes(runs, "c", "m", {"pad": "zeros"})
