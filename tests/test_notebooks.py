@@ -136,7 +136,7 @@ def test_every_chapter_reports_its_measurements(smoke_run):
     runs = _metrics(smoke_run, "07_consistency_vs_filter")["runs"]
     arms = {(r["filter size"], r["padding"], r["augmentation"]) for r in runs}
     assert arms == {(1, "circular", "none"), (3, "circular", "none"), (1, "zeros", "none"), (3, "zeros", "none"),
-                    (1, "circular", "shifts")}
+                    (1, "circular", "crops")}
     assert len(runs) == len(arms) * 2 and all(0 <= r["consistency (crop)"] <= 1 for r in runs)
     flips = _metrics(smoke_run, "08_robustness")["flip_rate"]
     assert len(flips) == 3 * 2 * 2 and all(0 <= r["flip rate"] <= 1 for r in flips)
@@ -206,7 +206,7 @@ def test_prose_glues_only_verdicts_that_exist(smoke_run):
         keys = {v["key"] for v in doc["metrics"].get("verdicts", [])}
         assert keys, f"{path.stem} records no verdicts"
         markdown = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
-        glued = {re.sub(r"_(verdict|means)$", "", k)
+        glued = {re.sub(r"_(verdict|means|budget)$", "", k)
                  for k in re.findall(r"\{glue:text\}`(ch\d\d_[a-z0-9_]+)", markdown)}
         assert glued <= keys, f"{path.stem} glues verdicts it does not measure: {sorted(glued - keys)}"
         meaning = markdown.split("**What it means.**")[-1].split("\n\n")[0] if "**What it means.**" in markdown else ""
