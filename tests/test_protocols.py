@@ -80,10 +80,11 @@ def test_consecutive_pair_changes_counts_only_pairs_of_usable_neighbours():
         protocols.consecutive_pair_changes(logits, torch.ones(4, dtype=torch.bool))
 
 
-def test_seed_slopes_fit_a_line_over_every_level_per_seed():
-    runs = pd.DataFrame([{"seed": s, "m": m, "pad": "circular", "c": 0.5 + slope * m + (0.01 if m == 3 else 0)}
-                         for s, slope in ((0, 0.02), (1, -0.01)) for m in (1, 3, 5)]
+def test_seed_smallest_steps_is_the_smaller_rise_per_seed():
+    rise = {0: (0.50, 0.60, 0.62), 1: (0.50, 0.49, 0.70)}                 # seed 1 dips at the middle size
+    runs = pd.DataFrame([{"seed": s, "m": m, "pad": "circular", "c": c} for s, cs in rise.items()
+                         for m, c in zip((5, 1, 3), (cs[2], cs[0], cs[1]), strict=True)]   # rows in any order
                         + [{"seed": s, "m": 1, "pad": "zeros", "c": 9.0} for s in (0, 1)])
-    assert protocols.seed_slopes(runs, "c", "m", {"pad": "circular"}) == pytest.approx([0.02, -0.01])
-    with pytest.raises(ValueError, match="at least two distinct"):
-        protocols.seed_slopes(runs, "c", "m", {"pad": "zeros"})
+    assert protocols.seed_smallest_steps(runs, "c", "m", {"pad": "circular"}) == pytest.approx([0.02, -0.01])
+    with pytest.raises(ValueError, match="at least two"):
+        protocols.seed_smallest_steps(runs, "c", "m", {"pad": "zeros"})

@@ -36,20 +36,17 @@ def seed_differences(runs: pd.DataFrame, measure: str, b: dict, a: dict) -> list
     return [float(rb[s] - ra[s]) for s in sorted(rb.index)]
 
 
-def seed_slopes(runs: pd.DataFrame, measure: str, x: str, arms: dict) -> list[float]:
-    """Per seed s, in seed order: the least-squares slope of measure against column x over the runs of that seed that
-    match arms, sum_i (x_i - x̄)(y_i - ȳ) / sum_i (x_i - x̄)² (a trend over every level of x, not only its ends);
-    every seed must have the same, at least two, levels of x."""
+def seed_smallest_steps(runs: pd.DataFrame, measure: str, x: str, arms: dict) -> list[float]:
+    """Per seed s, in seed order: the smallest rise of measure between consecutive levels of column x over the runs of
+    that seed that match arms, min_k (y_(k+1) - y_k) (positive only when it rises at every step; with three equally
+    spaced levels a least-squares slope would be the ends' difference alone); every seed must have the same, at
+    least two, levels of x, once each."""
     sel = select(runs, **arms)
-    levels = {s: sorted(g[x]) for s, g in sel.groupby("seed")}
-    if not levels or len({tuple(v) for v in levels.values()}) != 1 or len(set(next(iter(levels.values())))) < 2:
-        raise ValueError(f"every seed needs the same levels of {x!r}, at least two distinct, once each; got {levels}")
-    out = []
-    for s in sorted(levels):
-        g = sel[sel["seed"] == s]
-        dx, dy = g[x] - g[x].mean(), g[measure] - g[measure].mean()
-        out.append(float((dx * dy).sum() / (dx * dx).sum()))
-    return out
+    levels = {s: list(g.sort_values(x)[x]) for s, g in sel.groupby("seed")}
+    first = next(iter(levels.values()), [])
+    if len({tuple(v) for v in levels.values()}) != 1 or len(set(first)) < 2 or len(set(first)) != len(first):
+        raise ValueError(f"every seed needs the same levels of {x!r}, at least two, once each; got {levels}")
+    return [float(sel[sel["seed"] == s].sort_values(x)[measure].diff().iloc[1:].min()) for s in sorted(levels)]
 
 
 def per_seed(effect, seeds) -> list[float]:
