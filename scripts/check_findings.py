@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {replication} holds the replication of profile {record.get('profile')!r}, "
                   f"not {args.profile!r}")
             return 2
-        second = record.get("verdicts", {})
+        second = findings.same_protocol(record.get("verdicts", {}), read_yaml(claims.with_name(PROTOCOLS)),
+                                        prose.load()["claims"])           # a replication of an earlier protocol: none
         stated = findings.agreed(found, second) if second else found
         body = ("# The verdicts the book states (scripts/check_findings.py --record after a book run; where "
                 "book/replication.yaml\n# holds a second seed set's verdicts, a finding the two decide differently is "
@@ -106,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     stated = read_yaml(claims) if claims else {}
     record = read_yaml(replication)
     if record.get("profile") == args.profile and record.get("first_seed") != first_seed(folder):
-        found = findings.agreed(found, record.get("verdicts", {}))     # what both seed sets reach, as the book states
+        second = findings.same_protocol(record.get("verdicts", {}), read_yaml(claims.parent / PROTOCOLS) if claims
+                                        else {}, prose.load()["claims"])      # a second set of the same protocol
+        found = findings.agreed(found, second)     # what both seed sets reach, as the book states
     differences, new = findings.disagreements(found, stated)
     for line in differences:
         print(f"DIFFERS     {line}")

@@ -163,3 +163,13 @@ def test_a_book_chapter_says_which_verdicts_a_redesigned_protocol_changed(monkey
     text = prose.outcome("protocol_change", "changed", {"changed": findings.protocol_changes(found, moved, stated,
                                                                                              entries), "k": 1})
     assert "1 verdict(s)" in text and ": reversed before, reproduced now" in text
+
+
+def test_a_second_seed_sets_verdict_of_an_earlier_protocol_is_not_compared():
+    entries = prose.load()["claims"]
+    key = "ch07_consistency_rises_crop"
+    second = {key: "reversed", "ch07_consistency_rises_circular": "reproduced"}
+    recorded = {key: {"protocol": "crop shifts over a black frame"},
+                "ch07_consistency_rises_circular": {"protocol": entries["ch07_consistency_rises_circular"]["protocol"]}}
+    assert findings.same_protocol(second, recorded, entries) == {"ch07_consistency_rises_circular": "reproduced"}
+    assert findings.same_protocol(second, {}, entries) == second        # nothing recorded: nothing to tell apart

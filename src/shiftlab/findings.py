@@ -429,3 +429,15 @@ def protocol_changes(found: Sequence[Finding], recorded: dict, stated: dict[str,
         if before is not None and before != f.verdict:
             out.append({"claim": f.claim, "before": before, "now": f.verdict})
     return out
+
+
+def same_protocol(verdicts: dict[str, str], recorded: dict, entries: dict) -> dict[str, str]:
+    """The verdicts (e.g. a second seed set's, book/replication.yaml) whose finding is still measured under the
+    protocol recorded for it (book/claims_protocols.yaml against book/claims_text.yaml's `entries`): a verdict reached
+    under an earlier protocol is not compared with one reached under the new."""
+    def unchanged(key: str) -> bool:
+        rec = recorded.get(key)
+        if not isinstance(rec, dict) or rec.get("entry", key) not in entries:
+            return True
+        return rec.get("protocol") == entries[rec.get("entry", key)]["protocol"]
+    return {k: v for k, v in verdicts.items() if unchanged(k)}
