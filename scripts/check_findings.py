@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     stated = read_yaml(claims) if claims else {}
     record = read_yaml(replication)
     if record.get("profile") == args.profile and record.get("first_seed") != first_seed(folder):
-        second = findings.same_protocol(record.get("verdicts", {}), read_yaml(claims.parent / PROTOCOLS) if claims
+        second = findings.same_protocol(record.get("verdicts", {}), read_yaml(claims.with_name(PROTOCOLS)) if claims
                                         else {}, prose.load()["claims"])      # a second set of the same protocol
         found = findings.agreed(found, second)     # what both seed sets reach, as the book states
     differences, new = findings.disagreements(found, stated)

@@ -38,6 +38,19 @@ def fingerprint(name: str, n_train: int, budget: int) -> str:
     return zoo.cache_key(zoo.full_config(name, n_train, budget, 0))
 
 
+def _applies(record: dict | None, cfg: SimpleNamespace) -> bool:
+    """Whether the record measured the training a run under parameters cfg does (profile, epochs, training images)."""
+    return record is not None and (cfg.profile, cfg.epochs, cfg.n_train) == (record["profile"], record["budget"],
+                                                                             record["n_train"])
+
+
+def _as_trained(names: list[str], record: dict, cfg: SimpleNamespace) -> dict[str, dict]:
+    """The record's rows of the networks `names` that were measured as they now train (their ``fingerprint``)."""
+    rows = record["networks"]
+    return {n: rows[n] for n in names
+            if n in rows and rows[n].get("fingerprint") == fingerprint(n, cfg.n_train, record["budget"])}
+
+
 def gaps(accuracy: dict, budget: int) -> dict[str, dict[str, float]]:
     """Per network and seed: points below the longest run's accuracy at the budget, acc[max] - acc[budget].
     `accuracy` maps network -> seed -> epochs -> test accuracy (%); JSON's string keys are read as numbers."""
@@ -61,13 +74,11 @@ def status(names: list[str], cfg: SimpleNamespace, record: dict | None = None) -
     its largest gap); ``within``: every network meets it."""
     record = load() if record is None else record
     names = list(dict.fromkeys(names))
-    if record is None or (cfg.profile, cfg.epochs, cfg.n_train) != (record["profile"], record["budget"],
-                                                                    record["n_train"]):
+    if not _applies(record, cfg):
         return "other_run", {"epochs": cfg.epochs, "n_train": cfg.n_train}
-    measured = record["networks"]
-    missing = [n for n in names if n not in measured
-               or measured[n].get("fingerprint") != fingerprint(n, cfg.n_train, record["budget"])]
-    names = [n for n in names if n not in missing]
+    measured = _as_trained(names, record, cfg)
+    missing = [n for n in names if n not in measured]
+    names = [n for n in names if n in measured]
     if not names:
         return "unmeasured", {"missing": ", ".join(missing)}
     worst = {n: max(gaps({n: measured[n]["accuracy"]}, record["budget"])[n].values()) for n in names}
@@ -92,11 +103,9 @@ def equivalence_budget(a: str, b: str, margin: float, cfg: SimpleNamespace,
     ``beyond``: larger; ``unmeasured``: no seed measured for both as they now train; ``other_run``: as in
     ``status``."""
     record = load() if record is None else record
-    if record is None or (cfg.profile, cfg.epochs, cfg.n_train) != (record["profile"], record["budget"],
-                                                                    record["n_train"]):
+    if not _applies(record, cfg):
         return "other_run", {"epochs": cfg.epochs, "n_train": cfg.n_train}
-    measured = {n: record["networks"][n] for n in (a, b) if n in record["networks"]
-                and record["networks"][n].get("fingerprint") == fingerprint(n, cfg.n_train, record["budget"])}
+    measured = _as_trained([a, b], record, cfg)
     seeds = sorted(set.intersection(*(set(v["accuracy"]) for v in measured.values())), key=int) \
         if len(measured) == 2 else []
     values = {"a": a, "b": b, "margin": margin}

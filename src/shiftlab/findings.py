@@ -420,7 +420,7 @@ def protocol_changes(found: Sequence[Finding], recorded: dict, stated: dict[str,
         rec = recorded.get(f.key)
         if f.family == CHECK or not isinstance(rec, dict) or rec.get("entry", f.key) not in entries:
             continue
-        if rec.get("protocol") != entries[rec.get("entry", f.key)]["protocol"]:
+        if protocol_changed(f.key, recorded, entries):
             before = stated.get(f.key)                       # not yet recorded under the new protocol
         elif isinstance(rec.get("previous"), dict):
             before = rec["previous"].get("stated")           # recorded under it, for one record
@@ -435,9 +435,13 @@ def same_protocol(verdicts: dict[str, str], recorded: dict, entries: dict) -> di
     """The verdicts (e.g. a second seed set's, book/replication.yaml) whose finding is still measured under the
     protocol recorded for it (book/claims_protocols.yaml against book/claims_text.yaml's `entries`): a verdict reached
     under an earlier protocol is not compared with one reached under the new."""
-    def unchanged(key: str) -> bool:
-        rec = recorded.get(key)
-        if not isinstance(rec, dict) or rec.get("entry", key) not in entries:
-            return True
-        return rec.get("protocol") == entries[rec.get("entry", key)]["protocol"]
-    return {k: v for k, v in verdicts.items() if unchanged(k)}
+    return {k: v for k, v in verdicts.items() if not protocol_changed(k, recorded, entries)}
+
+
+def protocol_changed(key: str, recorded: dict, entries: dict) -> bool:
+    """Whether finding `key`'s protocol template in book/claims_text.yaml (`entries`) differs from the one recorded
+    for it in book/claims_protocols.yaml (`recorded`); False when either has none (a new or a removed claim)."""
+    rec = recorded.get(key)
+    if not isinstance(rec, dict) or rec.get("entry", key) not in entries:
+        return False
+    return rec.get("protocol") != entries[rec.get("entry", key)]["protocol"]
