@@ -9,7 +9,7 @@ from shiftlab import chapter, evalcache, findings, prose, results, runtime, zoo
 
 @pytest.fixture
 def glued(monkeypatch):
-    """What the run glues, recorded instead of handed to myst-nb (there is no notebook here)."""
+    """What the run glues, recorded instead of displayed (there is no notebook here)."""
     out = {}
     monkeypatch.setattr(chapter, "glue", lambda name, value: out.__setitem__(name, value))
     return out
@@ -173,3 +173,16 @@ def test_a_second_seed_sets_verdict_of_an_earlier_protocol_is_not_compared():
                 "ch07_consistency_rises_circular": {"protocol": entries["ch07_consistency_rises_circular"]["protocol"]}}
     assert findings.same_protocol(second, recorded, entries) == {"ch07_consistency_rises_circular": "reproduced"}
     assert findings.same_protocol(second, {}, entries) == second        # nothing recorded: nothing to tell apart
+
+
+@pytest.mark.parametrize("value", [0.125, 3, "a glued sentence", True])
+def test_glue_writes_what_myst_nb_reads(monkeypatch, value):
+    import IPython.display
+    import myst_nb.ext.glue as myst_glue
+
+    ours, theirs = [], []
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: ours.append((a, k)))
+    monkeypatch.setattr(myst_glue, "ipy_display", lambda *a, **k: theirs.append((a, k)))
+    chapter.glue("name", value)
+    myst_glue.glue("name", value, display=False)
+    assert ours == theirs and len(ours) == 1

@@ -37,6 +37,9 @@ TEST_ORDER = "shuffled with the seed"     # how load_test_set orders a subset; p
 FRAME_MARGIN = 8     # px of mosaic around a 32-px window in the test frames: the largest move a protocol makes
 
 
+GLUE_PREFIX = "application/papermill.record/"   # MyST-NB reads glued values under this MIME prefix
+
+
 def load_test_set(cfg: SimpleNamespace, size: int = 32, seed: int | None = None) -> tuple[data.Split, torch.Tensor]:
     """A test subset (n_test items of the profile's dataset, drawn with seed, default the chapter's, in an order drawn
     with seed, so that its first n_eval items are a random sample of the split) and its images padded to size x size.
@@ -48,12 +51,18 @@ def load_test_set(cfg: SimpleNamespace, size: int = 32, seed: int | None = None)
 
 def glue(name: str, value: Any) -> None:
     """Record a number or text for the chapter's prose ({glue:text}`name:format`), as a plain Python
-    value: NumPy and torch scalars print as np.float64(...) and break the format."""
-    from myst_nb import glue as _glue
+    value: NumPy and torch scalars print as np.float64(...) and break the format.
+
+    The record is MyST-NB's glue format: a display output, not shown, whose MIME types carry the prefix
+    ``application/papermill.record/`` and whose metadata names it (``{"scrapbook": {"name": ...}}``)."""
+    from IPython.core.formatters import format_display_data
+    from IPython.display import display
 
     if hasattr(value, "item"):
         value = value.item()
-    _glue(name, value, display=False)
+    bundle, metadata = format_display_data(value)
+    metadata["scrapbook"] = {"name": name, "mime_prefix": GLUE_PREFIX}
+    display({GLUE_PREFIX + mime: data for mime, data in bundle.items()}, raw=True, metadata=metadata)
 
 
 def glue_text(name: str, outcome: str, **values) -> None:

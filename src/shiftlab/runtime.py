@@ -100,15 +100,16 @@ def in_fp32(fn):
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's generators with seed and make torch pick deterministic kernels.
 
-    torch.use_deterministic_algorithms(True, warn_only=True): an op without a deterministic kernel warns instead of
-    raising. torch.utils.deterministic.fill_uninitialized_memory = False: new tensors are not filled with NaN (a
-    debugging aid for reads of uninitialised memory; no op here reads it, so the results are the same).
+    torch.set_deterministic_debug_mode("warn") is torch.use_deterministic_algorithms(True, warn_only=True) (an op
+    without a deterministic kernel warns instead of raising) without also setting the compiler's (inductor's) flag,
+    which nothing here uses. torch.utils.deterministic.fill_uninitialized_memory = False: new tensors are not filled
+    with NaN (a debugging aid for reads of uninitialised memory; no op here reads it, so the results are the same).
     CUBLAS_WORKSPACE_CONFIG=:4096:8 (unless set) makes cuBLAS deterministic on a GPU."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.set_deterministic_debug_mode("warn")
     torch.utils.deterministic.fill_uninitialized_memory = False
 
 
