@@ -112,3 +112,13 @@ def test_resize_keeps_range():
     x = torch.rand(3, 1, 28, 28)
     y = data.resize(x, 14)
     assert y.shape == (3, 1, 14, 14) and y.min() >= 0 and y.max() <= 1
+
+
+def test_object_statistics_give_the_bounding_box_of_the_bright_pixels():
+    images = torch.zeros(2, 28, 28, dtype=torch.uint8)
+    images[0, 3:8, 5:7] = 200
+    images[1, 20, 20] = 10                       # below the threshold: no object
+    stats = data.object_statistics(images)
+    assert [stats[k][0].item() for k in ("top", "left", "height", "width")] == [3, 5, 5, 2]
+    assert (stats["centroid_row"][0].item(), stats["centroid_col"][0].item()) == pytest.approx((5.0, 5.5))
+    assert [stats[k][1].item() for k in ("top", "left", "height", "width")] == [0, 0, 0, 0]

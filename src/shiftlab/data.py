@@ -327,8 +327,9 @@ def place_on_canvas(objects: torch.Tensor, canvas: Canvas, generator: torch.Gene
 
 
 def object_statistics(images: torch.Tensor, threshold: int = 25) -> dict[str, torch.Tensor]:
-    """Per uint8 image (N, H, W): intensity centroid (row, col) and bounding-box height and width of the
-    pixels above `threshold`, in px: where the photographer put the object, and how big."""
+    """Per uint8 image (N, H, W): intensity centroid (row, col), and the bounding box of the pixels above
+    `threshold` (its first row and column, top and left, and its height and width), in px: where the photographer
+    put the object, and how big. An image with no pixel above the threshold has top = left = 0, height = width = 0."""
     x = images.float()
     mass = x.sum((1, 2)).clamp_min(1e-9)
     rows, cols = torch.arange(x.shape[1], dtype=torch.float32), torch.arange(x.shape[2], dtype=torch.float32)
@@ -341,4 +342,5 @@ def object_statistics(images: torch.Tensor, threshold: int = 25) -> dict[str, to
         return torch.where(mask.any(1), last - first + 1, torch.zeros_like(first)).float()
 
     return {"centroid_row": (x.sum(2) * rows).sum(1) / mass, "centroid_col": (x.sum(1) * cols).sum(1) / mass,
+            "top": any_row.float().argmax(1).float(), "left": any_col.float().argmax(1).float(),
             "height": extent(any_row), "width": extent(any_col)}
