@@ -27,6 +27,17 @@ def test_mosaic_frames_centre_each_item_among_its_successors_across_chunks():
             data.mosaic_frames(items[:5], side)
 
 
+def test_class_mosaic_frames_surround_each_item_with_items_of_its_class():
+    items, labels = _items(30), torch.arange(30) % 3          # item i has class i mod 3
+    frames = data.mosaic_frames(items, 12, labels)
+    for i in range(30):
+        tiles = frames[i, 0, ::4, ::4]                          # one value per tile of the 3 x 3 mosaic
+        assert tiles[1, 1] == i and torch.all(tiles.long() % 3 == i % 3)
+        assert sorted(tiles.flatten().long().tolist()) == sorted((i + 3 * k) % 30 for k in range(9))
+    with pytest.raises(ValueError, match=r"valid: \(30,\)"):
+        data.mosaic_frames(items, 12, labels[:5])
+
+
 def test_window_moves_the_content_and_refuses_to_leave_the_frame():
     frames = torch.randn(3, 2, 12, 12, generator=torch.Generator().manual_seed(0))
     centre = shifts.window(frames, 0, 0, size=6)

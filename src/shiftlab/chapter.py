@@ -35,6 +35,7 @@ def parameter_table(cfg: SimpleNamespace) -> pd.DataFrame:
 
 TEST_ORDER = "shuffled with the seed"     # how load_test_set orders a subset; part of every cached protocol
 FRAME_MARGIN = 8     # px of mosaic around a 32-px window in the test frames: the largest move a protocol makes
+TEST_FRAMES = (*data.FRAMES, "class mosaic")    # the frames a chapter tests in; the last only as a control
 
 
 GLUE_PREFIX = "application/papermill.record/"   # MyST-NB reads glued values under this MIME prefix
@@ -126,17 +127,17 @@ class Run:
 
     def windows(self, seed: int | None = None, frame: str = "mosaic") -> tuple[data.Split, torch.Tensor, torch.Tensor]:
         """The test subset drawn with seed (``test_set``) in frames FRAME_MARGIN px wider than a 32-px window on every
-        side, each item amid its neighbours (``data.mosaic_frames``; frame 'black': zero-padded, where a window shift
-        is a shift with black fill), and their centred 32-px windows, what the 32-px networks see unmoved: (test,
-        windows (N, C, 32, 32), frames)."""
-        if frame not in data.FRAMES:
-            raise ValueError(f"frame={frame!r} is invalid; valid: {', '.join(data.FRAMES)}")
+        side, each item amid its neighbours (``data.mosaic_frames``; frame 'class mosaic': neighbours of the item's
+        own class; 'black': zero-padded, where a window shift is a shift with black fill), and their centred 32-px
+        windows, what the 32-px networks see unmoved: (test, windows (N, C, 32, 32), frames)."""
+        if frame not in TEST_FRAMES:
+            raise ValueError(f"frame={frame!r} is invalid; valid: {', '.join(TEST_FRAMES)}")
         seed = self.cfg.seed if seed is None else seed
         if (seed, frame) not in self._test_sets:
             test, _ = self.test_set(seed)
             side = shifts.WINDOW + 2 * FRAME_MARGIN
-            frames = (data.mosaic_frames(test.as_float(), side) if frame == "mosaic"
-                      else data.pad_to(test.as_float(), side))
+            frames = (data.pad_to(test.as_float(), side) if frame == "black" else
+                      data.mosaic_frames(test.as_float(), side, test.labels if frame == "class mosaic" else None))
             self._test_sets[(seed, frame)] = (test, shifts.window(frames, 0, 0), frames)
         return self._test_sets[(seed, frame)]
 

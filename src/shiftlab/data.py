@@ -257,14 +257,24 @@ def embed(x: torch.Tensor, canvas: int, ys: torch.Tensor, xs: torch.Tensor,
 FRAMES = ("black", "mosaic")     # what surrounds a 28-px item in a network's input frame
 
 
-def mosaic_frames(items: torch.Tensor, side: int) -> torch.Tensor:
+def mosaic_frames(items: torch.Tensor, side: int, labels: torch.Tensor | None = None) -> torch.Tensor:
     """Each item (N, C, s, s) in the centre of a side x side frame cut from the 3 x 3 mosaic of items around it: the
     8 neighbours of item i are items i+1..i+8 (mod N), row-major around it (``mosaic``). A window moving over the
     frame sees new content enter at its edges, as a crop of a natural image does (Zhang 2019's random crops), not the
-    black the padded frame shows. side <= 3s."""
+    black the padded frame shows. With `labels` (N,), the neighbours are the next items of item i's own class (mod
+    that class's count), so what enters the window is of the item's class. side <= 3s."""
     s = items.shape[-1]
     if not s <= side <= 3 * s or (side - s) % 2:
         raise ValueError(f"side={side} is invalid for {s}-px items; valid: {s}..{3 * s}, of the parity of {s}")
+    if labels is not None:
+        if labels.shape != (len(items),):
+            raise ValueError(f"labels of shape {tuple(labels.shape)} are invalid for {len(items)} items; valid: "
+                             f"({len(items)},)")
+        out = items.new_zeros((len(items), items.shape[1], side, side))
+        for c in labels.unique():
+            idx = (labels == c).nonzero().squeeze(1)
+            out[idx] = mosaic_frames(items[idx], side)
+        return out
     cut = (3 * s - side) // 2
     return torch.cat([mosaic(items[i:i + 4096], items, i)[..., cut:cut + side, cut:cut + side]
                       for i in range(0, len(items), 4096)]) if len(items) else items.new_zeros(
