@@ -87,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {replication} holds the replication of profile {record.get('profile')!r}, "
                   f"not {args.profile!r}")
             return 2
-        second = findings.same_protocol(record.get("verdicts", {}), read_yaml(claims.with_name(PROTOCOLS)),
-                                        prose.load()["claims"])           # a replication of an earlier protocol: none
+        second = findings.same_protocol(record.get("verdicts", {}), record.get("protocols", {}), measured)
         stated = findings.agreed(found, second) if second else found
         body = ("# The verdicts the book states (scripts/check_findings.py --record after a book run; where "
                 "book/replication.yaml\n# holds a second seed set's verdicts, a finding the two decide differently is "
@@ -107,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     stated = read_yaml(claims) if claims else {}
     record = read_yaml(replication)
     if record.get("profile") == args.profile and record.get("first_seed") != first_seed(folder):
-        second = findings.same_protocol(record.get("verdicts", {}), read_yaml(claims.with_name(PROTOCOLS)) if claims
-                                        else {}, prose.load()["claims"])      # a second set of the same protocol
+        second = findings.same_protocol(record.get("verdicts", {}), record.get("protocols", {}), measured)
         found = findings.agreed(found, second)     # what both seed sets reach, as the book states
     differences, new = findings.disagreements(found, stated)
     for line in differences:
@@ -137,9 +135,11 @@ def first_seed(folder: Path) -> int | None:
 
 def replicate(found: dict[str, str], kinds: dict[str, str], other: Path, record: Path, profile: str) -> int:
     """Compare this run's verdicts with those of the run in folder `other` (a disjoint seed set): print each finding's
-    pair and the share that agree, claims and checks apart, and record the second run's verdicts and the agreement
-    in `record`."""
-    second = {f.key: f.verdict for _, f in findings.load_all(other)}
+    pair and the share that agree, claims and checks apart, and record the second run's verdicts, the protocol text
+    each was measured under (``findings.same_protocol`` compares a later run's with it) and the agreement in
+    `record`."""
+    theirs = [f for _, f in findings.load_all(other)]
+    second, protocols = {f.key: f.verdict for f in theirs}, {f.key: f.protocol for f in theirs}
     if not second:
         print(f"no verdicts in {other}: run make replicate first")
         return 2
@@ -157,7 +157,8 @@ def replicate(found: dict[str, str], kinds: dict[str, str], other: Path, record:
               f"sets; {len(keys) - agree} differ and are stated " + ("not resolved" if kind == findings.CLAIM
                                                                       else "failed"))
     body = "# The second seed set's verdicts (scripts/check_findings.py --replicate after make replicate).\n"
-    doc = {"profile": profile, "first_seed": first_seed(other), **tally, "verdicts": {k: second[k] for k in both}}
+    doc = {"profile": profile, "first_seed": first_seed(other), **tally, "verdicts": {k: second[k] for k in both},
+           "protocols": {k: protocols[k] for k in both}}
     atomic_write_bytes(record, (body + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)).encode())
     print(f"recorded in {record}")
     return 0

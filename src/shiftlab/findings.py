@@ -431,11 +431,14 @@ def protocol_changes(found: Sequence[Finding], recorded: dict, stated: dict[str,
     return out
 
 
-def same_protocol(verdicts: dict[str, str], recorded: dict, entries: dict) -> dict[str, str]:
-    """The verdicts (e.g. a second seed set's, book/replication.yaml) whose finding is still measured under the
-    protocol recorded for it (book/claims_protocols.yaml against book/claims_text.yaml's `entries`): a verdict reached
-    under an earlier protocol is not compared with one reached under the new."""
-    return {k: v for k, v in verdicts.items() if not protocol_changed(k, recorded, entries)}
+def same_protocol(verdicts: dict[str, str], their_protocols: dict[str, str],
+                  measured: Sequence[tuple[str, Finding]]) -> dict[str, str]:
+    """The verdicts of a second seed set (book/replication.yaml's ``verdicts``) whose finding it measured under the
+    protocol this run measured it under: `their_protocols` (its ``protocols``, the filled protocol text of each) equal
+    to the finding's in `measured`. A verdict reached under another protocol, or one whose protocol was not recorded,
+    is not compared with this run's."""
+    ours = {f.key: f.protocol for _, f in measured}
+    return {k: v for k, v in verdicts.items() if k in ours and their_protocols.get(k) == ours[k]}
 
 
 def protocol_changed(key: str, recorded: dict, entries: dict) -> bool:
