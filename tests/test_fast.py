@@ -52,6 +52,24 @@ def test_the_kernels_build_on_a_machine_with_a_compiler():
     assert ops.compiled()
 
 
+def test_every_checkout_of_the_same_kernels_builds_from_one_copy(tmp_path, monkeypatch):
+    """The build's name and source paths depend on the sources' content, not on where the checkout is, so a fresh
+    clone reuses the build; changed source gets another name."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    name = ops.extension_name(True)
+    copied = ops.source_dir(name)
+    assert copied == tmp_path / "shiftlab" / "kernel_sources" / name and ops.source_dir(name) == copied
+    sources = [p for p in ops.CSRC.iterdir() if p.suffix in (".cpp", ".h")]
+    assert sorted(p.name for p in copied.iterdir()) == sorted(p.name for p in sources)
+    assert all((copied / p.name).read_bytes() == p.read_bytes() for p in sources)
+    other = tmp_path / "elsewhere"
+    shutil.copytree(ops.CSRC, other)
+    monkeypatch.setattr(ops, "CSRC", other)
+    assert ops.extension_name(True) == name                       # same content, another place: the same build
+    (other / "aps.cpp").write_text((other / "aps.cpp").read_text() + "\n// changed\n")
+    assert ops.extension_name(True) != name and ops.extension_name(False) != ops.extension_name(True)
+
+
 @needs_compiler
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -126,7 +126,8 @@ def test_every_chapter_reports_its_measurements(smoke_run):
     networks = {"VGG-like", "VGG-like + random crops", "VGG-like, MaxBlurPool 5", "ResNet-like"}
     assert {row["network"] for row in one["table"]} == networks
     pairs = {(row["network"], row["protocol"]) for row in one["table"]}
-    assert pairs == {(n, p) for n in networks for p in ("crop", "black", "grey")}       # one input size, every protocol
+    protocols = ("crop", "black", "grey", "mosaic")
+    assert pairs == {(n, p) for n in networks for p in protocols}       # one input size, every protocol
     assert all(0 <= row["P(top-1 change)"] <= 1 and 0 <= row["MAC"] <= 1 for row in one["table"])
     bias = _metrics(smoke_run, "03_photographers_bias")
     assert set(bias["summary"]) == {"centred", "centred + jitter (σ = 3 px)", "anywhere (uniform)",

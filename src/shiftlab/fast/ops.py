@@ -13,6 +13,8 @@ import hashlib
 import logging
 import os
 import platform
+import shutil
+import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,13 +38,33 @@ def _cpu_signature() -> str:
 
 
 def extension_name(openmp: bool) -> str:
-    """The extension's name: unique to its source and where it lives, torch's version, this CPU and the OpenMP flag,
-    so no build is reused elsewhere, and two checkouts on one machine do not rebuild each other's (torch's loader
-    rebuilds a build directory whose source paths changed)."""
-    sources = b"".join(path.read_bytes() for path in sorted(CSRC.iterdir()) if path.suffix in (".cpp", ".h"))
-    digest = hashlib.sha256(sources + str(CSRC.resolve()).encode() + torch.__version__.encode()
-                            + _cpu_signature().encode() + bytes([openmp]))
+    """The extension's name: unique to its source, torch's version, this CPU and the OpenMP flag, so no build is reused
+    for other code or another machine, and every checkout of the same source reuses one build (``source_dir``)."""
+    sources = b"".join(path.read_bytes() for path in _source_files())
+    digest = hashlib.sha256(sources + torch.__version__.encode() + _cpu_signature().encode() + bytes([openmp]))
     return f"shiftlab_kernels_{digest.hexdigest()[:12]}"
+
+
+def _source_files() -> list[Path]:
+    return sorted(path for path in CSRC.iterdir() if path.suffix in (".cpp", ".h"))
+
+
+def source_dir(name: str) -> Path:
+    """A copy of the kernels' sources at a path fixed by their content, under $XDG_CACHE_HOME/shiftlab (default
+    ~/.cache/shiftlab): torch's loader rebuilds an extension whose source paths changed, so a build from this copy is
+    reused by every checkout of the same source, a fresh clone included."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shiftlab" / "kernel_sources"
+    target = root / name
+    if not target.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+        for path in _source_files():
+            shutil.copy2(path, staging / path.name)
+        try:
+            staging.rename(target)
+        except OSError:          # another process put the same copy there first
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def enabled() -> bool:
@@ -57,7 +79,9 @@ def _build(openmp: bool) -> None:
     from torch.utils.cpp_extension import load
 
     flags = ["-O3", "-march=native"] + (["-fopenmp"] if openmp else [])
-    load(name=extension_name(openmp), sources=[str(path) for path in SOURCES], extra_cflags=flags,
+    name = extension_name(openmp)
+    sources = source_dir(name)
+    load(name=name, sources=[str(sources / path.name) for path in SOURCES], extra_cflags=flags,
          extra_ldflags=["-fopenmp"] if openmp else [], is_python_module=False, verbose=False)
 
 
