@@ -20,9 +20,14 @@ apt_install = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
         { apt-get update -qq && $(APT_INSTALL) $(1) >/dev/null; } || true; \
     fi
 
-.PHONY: setup data browser lint-tools book notebooks findings replicate convergence site test bench lab weights onnx clean clean-cache
+.PHONY: setup data kernels browser lint-tools book notebooks findings replicate convergence site test bench lab weights onnx clean clean-cache
 
-setup: $(STAMP) data
+setup: $(STAMP) data kernels
+
+# The accelerator's CPU kernels, compiled once per source and environment (a few seconds when built), so a chapter does
+# not stop to compile them; without a compiler they warn and torch's ops run instead.
+kernels: $(STAMP)
+	@$(PY) -c "from shiftlab.fast import ops; ops.compiled()"
 
 # (Re)install when pyproject.toml changes: torch 2.14.1 / torchvision 0.29.1 pinned there.
 $(STAMP): pyproject.toml

@@ -53,8 +53,8 @@ def test_the_kernels_build_on_a_machine_with_a_compiler():
 
 
 def test_every_checkout_of_the_same_kernels_builds_from_one_copy(tmp_path, monkeypatch):
-    """The build's name and source paths depend on the sources' content, not on where the checkout is, so a fresh
-    clone reuses the build; changed source gets another name."""
+    """The build's name and source paths depend on the sources' content and the torch installation, not on where the
+    checkout is, so every checkout using one environment reuses one build; changed source gets another name."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     name = ops.extension_name(True)
     copied = ops.source_dir(name)

@@ -2,13 +2,13 @@
 import ast
 import json
 import re
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import nbformat
 import papermill as pm
 import pytest
 import yaml
+from conftest import load_script
 
 from shiftlab import findings, params, results
 
@@ -215,7 +215,7 @@ def test_prose_glues_only_verdicts_that_exist(smoke_run):
             f"{path.stem}: 'What it means' is not glued from a verdict"
 
 
-def test_summary_and_check_findings_read_every_verdict(smoke_run, tmp_path):
+def test_summary_and_check_findings_read_every_verdict(smoke_run, tmp_path, capsys):
     folder = smoke_run / "results" / "smoke"
     chapters = [results.load(p) for p in sorted(folder.glob("[0-9][0-9]_*.json")) if not p.stem.startswith("99_")]
     keys = [v["key"] for doc in chapters for v in doc["metrics"].get("verdicts", [])]
@@ -223,10 +223,13 @@ def test_summary_and_check_findings_read_every_verdict(smoke_run, tmp_path):
     assert sorted(r["key"] for r in summary) == sorted(keys) and len(set(keys)) == len(keys)
     assert {r["kind"] for r in summary} == {"primary", "exploratory", "check"}
 
+    script = load_script("check_findings")
+
     def check(*args):
-        return subprocess.run([sys.executable, str(ROOT / "scripts" / "check_findings.py"), "--profile", "smoke",
-                               "--results", str(folder), "--replication", str(replication), *args],
-                              capture_output=True, text=True, cwd=ROOT)
+        """scripts/check_findings.py run in this process: its exit code and what it printed."""
+        capsys.readouterr()
+        code = script.main(["--profile", "smoke", "--results", str(folder), "--replication", str(replication), *args])
+        return SimpleNamespace(returncode=code, stdout=capsys.readouterr().out)
 
     replication = tmp_path / "replication.yaml"
     proc = check()

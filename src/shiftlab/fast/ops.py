@@ -38,10 +38,13 @@ def _cpu_signature() -> str:
 
 
 def extension_name(openmp: bool) -> str:
-    """The extension's name: unique to its source, torch's version, this CPU and the OpenMP flag, so no build is reused
-    for other code or another machine, and every checkout of the same source reuses one build (``source_dir``)."""
+    """The extension's name: unique to its source, the torch installation it builds against (version and place),
+    this CPU and the OpenMP flag, so no build is reused for other code, another environment or another machine, two
+    environments do not rebuild each other's, and every checkout using one environment reuses one build
+    (``source_dir``)."""
     sources = b"".join(path.read_bytes() for path in _source_files())
-    digest = hashlib.sha256(sources + torch.__version__.encode() + _cpu_signature().encode() + bytes([openmp]))
+    install = f"{torch.__version__} {Path(torch.__file__).resolve().parent}".encode()
+    digest = hashlib.sha256(sources + install + _cpu_signature().encode() + bytes([openmp]))
     return f"shiftlab_kernels_{digest.hexdigest()[:12]}"
 
 
