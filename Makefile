@@ -24,10 +24,13 @@ apt_install = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 
 setup: $(STAMP) data kernels
 
-# The accelerator's CPU kernels, compiled once per source and environment (a few seconds when built), so a chapter does
-# not stop to compile them; without a compiler they warn and torch's ops run instead.
-kernels: $(STAMP)
-	@$(PY) -c "from shiftlab.fast import ops; ops.compiled()"
+# The accelerator's CPU kernels, compiled once per source and environment, so a chapter does not stop to compile them;
+# stamped once built (a build that failed, without a compiler, warns, torch's ops run instead, and the next make retries).
+KERNELS := $(VENV)/.shiftlab-kernels
+kernels: $(KERNELS)
+$(KERNELS): $(STAMP) $(wildcard src/shiftlab/fast/csrc/*) src/shiftlab/fast/ops.py
+	@$(PY) -c "import sys; from shiftlab.fast import ops; sys.exit(0 if ops.compiled() else 3)"; \
+	  rc=$$?; if [ $$rc = 0 ]; then touch $@; else [ $$rc = 3 ]; fi
 
 # (Re)install when pyproject.toml changes: torch 2.14.1 / torchvision 0.29.1 pinned there.
 $(STAMP): pyproject.toml

@@ -265,25 +265,20 @@ def protocol_changes(measured: list[tuple[str, findings.Finding]], recorded: dic
     another protocol or did not measure the finding) and the verdict the book states under it ('–' until a record is
     made with it).
 
-    A finding's protocol changed when `recorded` (book/claims_protocols.yaml) holds a ``previous`` block for it
-    (recorded under the new protocol, shown for that one record), or when the text `entries` (book/claims_text.yaml's
-    claims, read when None) now gives for it differs from the recorded one (not recorded yet: the old verdict is the one
-    `stated`, book/claims.yaml, gives). A finding without a recorded text (new, or renamed since) has no row."""
+    Which findings changed, and what the book stated before, is ``findings.protocol_before`` (`recorded`:
+    book/claims_protocols.yaml, `stated`: book/claims.yaml, `entries`: book/claims_text.yaml's claims, read when
+    None). A finding without a recorded text (new, or renamed since) has no row."""
     entries = prose.load()["claims"] if entries is None else entries
     runs = {f.key: (chapter, f) for chapter, f in measured}
     keys = list(dict.fromkeys([*runs, *recorded]))
     rows = []
     for key in keys:
-        old, name = recorded.get(key), entry_of(key, entries)
-        if not isinstance(old, dict) or name is None or old.get("protocol") is None:
+        change = findings.protocol_before(key, recorded, stated, entries)
+        if change is None:
             continue
-        entry = entries[name]
-        if old["protocol"] != entry["protocol"]:                  # changed since the record: not recorded yet
-            earlier, then, now = old, stated.get(key, "–"), "–"
-        elif isinstance(old.get("previous"), dict):                # recorded under the new protocol
-            earlier, then, now = old["previous"], old["previous"].get("stated", "–"), stated.get(key, "–")
-        else:
-            continue
+        earlier, then, restated = change
+        then, now = then or "–", stated.get(key, "–") if restated else "–"
+        entry = entries[recorded[key].get("entry", key)]
         before = earlier["protocol"]
         chapter, f = runs.get(key, (re.sub(r"^ch(\d\d)_.*", r"\1", key), None))
         pairs = ((earlier.get("claim", ""), "claim"), (before, "protocol"), (entry["claim"], "claim"),

@@ -412,23 +412,34 @@ def protocol_changes(found: Sequence[Finding], recorded: dict, stated: dict[str,
                      entries: dict) -> list[dict[str, str]]:
     """The claims among `found` whose protocol differs from the one their stated verdict was measured under and whose
     verdict differs from that stated one: [{claim, before, now}] (the verdict stated under the old protocol and this
-    run's). `recorded`: book/claims_protocols.yaml (per key its protocol template, ``entry`` when the key fills a
-    template, ``previous`` {protocol, stated} when the last record changed the protocol); `stated`: book/claims.yaml;
-    `entries`: book/claims_text.yaml's claims."""
+    run's). Arguments as ``protocol_before``."""
     out = []
     for f in found:
-        rec = recorded.get(f.key)
-        if f.family == CHECK or not isinstance(rec, dict) or rec.get("entry", f.key) not in entries:
-            continue
-        if protocol_changed(f.key, recorded, entries):
-            before = stated.get(f.key)                       # not yet recorded under the new protocol
-        elif isinstance(rec.get("previous"), dict):
-            before = rec["previous"].get("stated")           # recorded under it, for one record
-        else:
-            continue
-        if before is not None and before != f.verdict:
-            out.append({"claim": f.claim, "before": before, "now": f.verdict})
+        change = None if f.family == CHECK else protocol_before(f.key, recorded, stated, entries)
+        if change is not None and change[1] is not None and change[1] != f.verdict:
+            out.append({"claim": f.claim, "before": change[1], "now": f.verdict})
     return out
+
+
+def protocol_before(key: str, recorded: dict, stated: dict[str, str],
+                    entries: dict) -> tuple[dict, str | None, bool] | None:
+    """The protocol finding `key` was stated under before its protocol changed: (that record's texts {claim,
+    protocol}, the verdict stated under them, whether the book already states a verdict under the new protocol), or
+    None when its protocol did not change, or when either file has no text for it (a new or a removed claim).
+
+    `recorded`: book/claims_protocols.yaml (per key its protocol template, ``entry`` when the key fills a template,
+    ``previous`` {claim, protocol, stated} when the last record changed the protocol); `stated`: book/claims.yaml;
+    `entries`: book/claims_text.yaml's claims. The protocol changed when the entry's template differs from the
+    recorded one (not recorded yet: the old verdict is the one `stated` gives), or when the record holds a
+    ``previous`` block (recorded under the new protocol; shown for that one record)."""
+    rec = recorded.get(key)
+    if not isinstance(rec, dict) or rec.get("protocol") is None or rec.get("entry", key) not in entries:
+        return None
+    if rec["protocol"] != entries[rec.get("entry", key)]["protocol"]:
+        return rec, stated.get(key), False
+    if isinstance(rec.get("previous"), dict):
+        return rec["previous"], rec["previous"].get("stated"), True
+    return None
 
 
 def same_protocol(verdicts: dict[str, str], their_protocols: dict[str, str],
@@ -439,12 +450,3 @@ def same_protocol(verdicts: dict[str, str], their_protocols: dict[str, str],
     is not compared with this run's."""
     ours = {f.key: f.protocol for _, f in measured}
     return {k: v for k, v in verdicts.items() if k in ours and their_protocols.get(k) == ours[k]}
-
-
-def protocol_changed(key: str, recorded: dict, entries: dict) -> bool:
-    """Whether finding `key`'s protocol template in book/claims_text.yaml (`entries`) differs from the one recorded
-    for it in book/claims_protocols.yaml (`recorded`); False when either has none (a new or a removed claim)."""
-    rec = recorded.get(key)
-    if not isinstance(rec, dict) or rec.get("entry", key) not in entries:
-        return False
-    return rec.get("protocol") != entries[rec.get("entry", key)]["protocol"]
