@@ -433,9 +433,10 @@ def protocol_before(key: str, recorded: dict, stated: dict[str, str],
     recorded one (not recorded yet: the old verdict is the one `stated` gives), or when the record holds a
     ``previous`` block (recorded under the new protocol; shown for that one record)."""
     rec = recorded.get(key)
-    if not isinstance(rec, dict) or rec.get("protocol") is None or rec.get("entry", key) not in entries:
+    name = rec.get("entry", key) if isinstance(rec, dict) else None
+    if name not in entries or rec.get("protocol") is None:
         return None
-    if rec["protocol"] != entries[rec.get("entry", key)]["protocol"]:
+    if rec["protocol"] != entries[name]["protocol"]:
         return rec, stated.get(key), False
     if isinstance(rec.get("previous"), dict):
         return rec["previous"], rec["previous"].get("stated"), True
