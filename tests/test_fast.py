@@ -439,29 +439,105 @@ def _zoo_names() -> list[str]:
 
 
 def _train_step(model: torch.nn.Module, x: torch.Tensor, dtype=torch.float32):
-    """A copy of model in dtype, in training mode: its logits on x, the gradients of a fixed random linear function of
-    them, its state after
-    the step (running statistics), and its logits in inference."""
+    """A copy of model in dtype, in training mode: its logits on x, its state after the step (running statistics),
+    and its logits in inference."""
     model = copy.deepcopy(model).to(dtype).train()
-    y = model(x.to(dtype))
-    probe = torch.randn(y.shape, generator=torch.Generator().manual_seed(11), dtype=torch.float64).to(dtype)
-    grads = torch.autograd.grad((y * probe).sum(), [p for p in model.parameters() if p.requires_grad])
     with torch.no_grad():
-        return y.detach().double(), [g.double() for g in grads], [t.double() for t in model.state_dict().values()], \
-            model.eval()(x.to(dtype)).double()
+        y = model(x.to(dtype)).double()
+        return y, [t.double() for t in model.state_dict().values()], model.eval()(x.to(dtype)).double()
 
 
 def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm().clamp_min(1e-12)).item()
 
 
+def _fast_calls(twin: torch.nn.Module, x: torch.Tensor) -> list[dict]:
+    """One training step of the accelerated twin on x (the gradient of a fixed random linear function of the
+    logits): for each outermost fast module called (FusedBody excepted: its layers are recorded), its path, input,
+    keyword arguments, output, the gradient that reached its output, and its parameters' gradients in context."""
+    calls, hooks = [], []
+
+    def record(path):
+        def hook(module, args, kwargs, y):
+            call = {"path": path, "module": module, "x": args[0].detach().clone(), "kwargs": dict(kwargs),
+                    "y": y.detach().clone()}
+            y.register_hook(lambda g: call.__setitem__("g", g.detach().clone()))   # the gradient before any in-place op
+            calls.append(call)
+        return hook
+
+    for path, module in twin.named_modules():
+        if type(module) in fast.PLAIN and type(module) is not modules.FusedBody:
+            hooks.append(module.register_forward_hook(record(path), with_kwargs=True))
+    try:
+        y = twin.train()(x.clone().requires_grad_())
+        probe = torch.randn(y.shape, generator=torch.Generator().manual_seed(11))
+        (y * probe).sum().backward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    paths = {c["path"] for c in calls}
+    outermost = [c for c in calls if not any(c["path"].startswith(p + ".") for p in paths)]
+    for call in outermost:
+        call["context grads"] = [p.grad.clone() for p in call["module"].parameters()]
+    return outermost
+
+
+def _on_piece(module: torch.nn.Module, x: torch.Tensor, pool: bool, decided: torch.Tensor) -> torch.Tensor:
+    """module(x), then MaxPool_{2,2} when pool; a ConvBNReLU's ReLU signs and the pool's winners taken from decided
+    (a float32 run's unpooled output), so that the reference is the same linear piece of a network that is linear
+    only piecewise: a pre-activation within rounding of 0 sends float32 and float64 to different sides."""
+    if not isinstance(module, models.ConvBNReLU):
+        return module(x)
+    y = module[1](module[0](x)) * (decided > 0)
+    if pool:
+        winners = F.max_pool2d(decided, 2, return_indices=True)[1]
+        y = y.flatten(2).gather(2, winners.flatten(2)).view(winners.shape)
+    return y
+
+
+def _backward(call: dict, m: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """y, and the gradients of <y, the call's output gradient> with respect to x and m's parameters, in float64."""
+    params = list(m.parameters())
+    grads = torch.autograd.grad(y, [x, *params], call["g"].to(y.dtype), allow_unused=True)
+    grads = [torch.zeros_like(t) if g is None else g for t, g in zip([x, *params], grads, strict=True)]
+    return {"output": y.detach().double(), "input gradient": grads[0].double(),
+            "parameter gradients": torch.cat([g.double().flatten() for g in grads[1:]]
+                                             or [torch.zeros(0, dtype=torch.float64)]),
+            "each parameter's gradient": grads[1:]}
+
+
+def _module_step(call: dict, module: torch.nn.Module) -> tuple[dict, dict]:
+    """A copy of module (fast or plain) run in float32 on the call's input and keyword arguments, the call's output
+    gradient sent back; and the plain layer in float64 on the same linear piece as that run (_on_piece). Each as
+    _backward's output."""
+    pool = call["kwargs"].get("pool", False)
+    m = copy.deepcopy(module).train()
+    x = call["x"].clone().requires_grad_()
+    if type(m) in fast.PLAIN:
+        y = m(x, **call["kwargs"])
+        with torch.no_grad():
+            decided = copy.deepcopy(module).train()(call["x"], pool=False) if pool else y.detach()
+    else:                       # the plain twin of a ConvBNReLU fused with the MaxPool after it
+        decided = m(x)
+        y = F.max_pool2d(decided, 2) if pool else decided
+    run = _backward(call, m, x, y)
+    reference = fast.plain(copy.deepcopy(module)).double().train()
+    x64 = call["x"].double().requires_grad_()
+    return run, _backward(call, reference, x64, _on_piece(reference, x64, pool, decided.detach()))
+
+
 @needs_compiler
 @pytest.mark.parametrize("name", _zoo_names())
 def test_every_zoo_network_computes_the_same_outputs_and_gradients_accelerated_and_plain(name):
-    """For each zoo network (the book's scale), against the plain model computed in float64: the accelerated model's
-    logits, parameter gradients (all parameters as one vector), running statistics (training mode) and inference
-    logits are as close as the plain model's own float32 computation is (within 4x its relative error, or 1e-4),
-    with the same state-dict keys: the compiled ops change rounding, not the function."""
+    """For each zoo network (the book's scale), the accelerated twin against the plain model, each within 4x the
+    plain model's own float32 relative error against float64 (or 1e-4), with the same state-dict keys: the compiled
+    ops change rounding, not the function.
+    Whole network, training step: logits and running statistics; then inference logits.
+    Each fast module, in context (its input and output gradient recorded in the twin's training step): output,
+    input gradient and parameter gradients, against the plain layer in float64 on the same linear piece (the ReLU
+    signs and pool winners of the float32 run's own output), and its parameters' gradients in the network equal to
+    those of the module alone. The network's gradient is not compared as a whole: it changes by a finite amount
+    wherever rounding moves a pre-activation across 0, which a deep float32 network can do at any input."""
     from shiftlab import zoo
     cfg = zoo.adapted(zoo.ENTRIES[name].model)
     torch.manual_seed(0)
@@ -477,17 +553,29 @@ def test_every_zoo_network_computes_the_same_outputs_and_gradients_accelerated_a
     counters = [i for i, key in enumerate(net.state_dict()) if key.endswith("num_batches_tracked")]
 
     def measured(run):
-        """logits, all gradients, the floating state (running statistics), inference logits: one vector each."""
-        y, grads, state, inference = run
+        y, state, inference = run
         floating = [t.flatten() for i, t in enumerate(state) if i not in counters]
-        return {"logits": y, "gradients": torch.cat([g.flatten() for g in grads]),
-                "running statistics": torch.cat(floating), "inference logits": inference}
+        return {"logits": y, "running statistics": torch.cat(floating), "inference logits": inference}
 
-    ref, theirs, ours = measured(exact), measured(plain32), measured(accelerated)
-    for what in ref:
-        bound = max(1e-4, 4 * _relative_error(theirs[what], ref[what]))
-        assert _relative_error(ours[what], ref[what]) <= bound, f"{what}: {_relative_error(ours[what], ref[what]):.2e}"
-    assert all(torch.equal(accelerated[2][i], exact[2][i]) for i in counters)
+    def within(ours, our_reference, theirs, their_reference, where):
+        for what in our_reference:
+            bound = max(1e-4, 4 * _relative_error(theirs[what], their_reference[what]))
+            err = _relative_error(ours[what], our_reference[what])
+            assert err <= bound, f"{where}{what}: {err:.2e} > {bound:.2e}"
+
+    within(measured(accelerated), measured(exact), measured(plain32), measured(exact), "")
+    assert all(torch.equal(accelerated[1][i], exact[1][i]) for i in counters)
+
+    calls = _fast_calls(copy.deepcopy(twin), x)
+    assert calls and all("g" in call for call in calls)
+    for call in calls:
+        ours, our_reference = _module_step(call, call["module"])
+        theirs, their_reference = _module_step(call, fast.plain(copy.deepcopy(call["module"])))
+        compared = ("output", "input gradient", "parameter gradients")
+        within(*({k: run[k] for k in compared} for run in (ours, our_reference, theirs, their_reference)),
+               f"{call['path']}: ")
+        for in_context, by_itself in zip(call["context grads"], ours["each parameter's gradient"], strict=True):
+            assert _relative_error(in_context.double(), by_itself.double()) <= 1e-5, call["path"]
 
 
 def test_the_switch_leaves_models_plain_and_plain_undoes_the_swap(fresh):
