@@ -23,6 +23,8 @@ read every chapter's results, run after the rest. A model two notebooks ask for 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import multiprocessing
 import os
@@ -390,17 +392,41 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plan_one(nb: Path, values: dict, tmp: str) -> str | None:
-    """Run one notebook in plan mode into tmp (its models listed in <tmp>/<name>.jsonl); an error message, or None."""
-    os.environ[PLAN_ENV] = str(Path(tmp) / f"{nb.stem}.jsonl")
+    """Run one notebook's code cells in plan mode in this process, with papermill's parameters applied after its
+    parameters cell, until its first model (its models listed in <tmp>/<name>.jsonl); an error message, or None.
+    In-process, so the workers of one plan import torch and the package once rather than once per notebook; what
+    the cells print or display is dropped."""
+    from IPython.display import display
+
+    from shiftlab.chapter import PlanComplete
+
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    os.chdir(ROOT)
+    namespace = {"__name__": "__main__", "display": display}
     values = {**values, "results_dir": tmp, "fig_dir": tmp}
+    code = [c for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code"]
+    os.environ[PLAN_ENV] = str(Path(tmp) / f"{nb.stem}.jsonl")
     try:
-        execute(nb, Path(tmp) / nb.name, values)
-    except pm.PapermillExecutionError as err:
-        if err.ename != "PlanComplete":
-            return f"{nb.name} failed before its first model in cell {err.exec_count} ({err.ename}: {err.evalue})"
+        with contextlib.redirect_stdout(io.StringIO()):
+            for number, cell in enumerate(code, 1):
+                exec(compile(cell.source, f"{nb.name}, code cell {number}", "exec"), namespace)
+                if "parameters" in cell.metadata.get("tags", []):
+                    namespace.update(values)
+    except PlanComplete:
+        return None
+    except Exception as err:  # noqa: BLE001 - any error of the notebook's code is the plan's to report
+        return f"{nb.name} failed before its first model in code cell {number} ({type(err).__name__}: {err})"
     finally:
+        if "matplotlib.pyplot" in sys.modules:       # the figures the cells drew, not kept for the next notebook
+            sys.modules["matplotlib.pyplot"].close("all")
         os.environ.pop(PLAN_ENV, None)
     return None
+
+
+def _plan_some(todo: list[tuple[Path, dict]], tmp: str) -> list[str]:
+    """_plan_one for each notebook in turn, in one process (a notebook's code may rebind __main__, so a worker takes
+    all its notebooks in one task); the error messages."""
+    return [e for e in (_plan_one(nb, values, tmp) for nb, values in todo) if e]
 
 
 def plan(jobs: list, as_json: bool, n: int = 1) -> int:
@@ -411,8 +437,8 @@ def plan(jobs: list, as_json: bool, n: int = 1) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         print(f"[plan] {len(todo)} notebook(s), {n} at a time ...", file=sys.stderr, flush=True)
         with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-            outcomes = pool.map(_plan_one, [nb for nb, _ in todo], [v for _, v in todo], [tmp] * len(todo))
-            errors = [e for e in outcomes if e]
+            shares = [todo[i::n] for i in range(n)]
+            errors = [e for found_errors in pool.map(_plan_some, shares, [tmp] * n) for e in found_errors]
         if errors:
             print(f"error: {errors[0]}", file=sys.stderr)
             return 1
