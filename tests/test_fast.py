@@ -454,13 +454,12 @@ def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 def _fast_calls(twin: torch.nn.Module, x: torch.Tensor) -> list[dict]:
     """One training step of the accelerated twin on x (the gradient of a fixed random linear function of the
     logits): for each outermost fast module called (FusedBody excepted: its layers are recorded), its path, input,
-    keyword arguments, output, the gradient that reached its output, and its parameters' gradients in context."""
+    keyword arguments, the gradient that reached its output, and its parameters' gradients in context."""
     calls, hooks = [], []
 
     def record(path):
         def hook(module, args, kwargs, y):
-            call = {"path": path, "module": module, "x": args[0].detach().clone(), "kwargs": dict(kwargs),
-                    "y": y.detach().clone()}
+            call = {"path": path, "module": module, "x": args[0].detach().clone(), "kwargs": dict(kwargs)}
             y.register_hook(lambda g: call.__setitem__("g", g.detach().clone()))   # the gradient before any in-place op
             calls.append(call)
         return hook
