@@ -405,6 +405,7 @@ def _plan_one(nb: Path, values: dict, tmp: str) -> str | None:
     namespace = {"__name__": "__main__", "display": display}
     values = {**values, "results_dir": tmp, "fig_dir": tmp}
     code = [c for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code"]
+    main = sys.modules["__main__"]
     os.environ[PLAN_ENV] = str(Path(tmp) / f"{nb.stem}.jsonl")
     try:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -419,14 +420,9 @@ def _plan_one(nb: Path, values: dict, tmp: str) -> str | None:
     finally:
         if "matplotlib.pyplot" in sys.modules:       # the figures the cells drew, not kept for the next notebook
             sys.modules["matplotlib.pyplot"].close("all")
+        sys.modules["__main__"] = main     # running the cells rebinds it; a pool worker finds its next task there
         os.environ.pop(PLAN_ENV, None)
     return None
-
-
-def _plan_some(todo: list[tuple[Path, dict]], tmp: str) -> list[str]:
-    """_plan_one for each notebook in turn, in one process (a notebook's code may rebind __main__, so a worker takes
-    all its notebooks in one task); the error messages."""
-    return [e for e in (_plan_one(nb, values, tmp) for nb, values in todo) if e]
 
 
 def plan(jobs: list, as_json: bool, n: int = 1) -> int:
@@ -437,8 +433,8 @@ def plan(jobs: list, as_json: bool, n: int = 1) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         print(f"[plan] {len(todo)} notebook(s), {n} at a time ...", file=sys.stderr, flush=True)
         with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-            shares = [todo[i::n] for i in range(n)]
-            errors = [e for found_errors in pool.map(_plan_some, shares, [tmp] * n) for e in found_errors]
+            outcomes = pool.map(_plan_one, [nb for nb, _ in todo], [v for _, v in todo], [tmp] * len(todo))
+            errors = [e for e in outcomes if e]
         if errors:
             print(f"error: {errors[0]}", file=sys.stderr)
             return 1

@@ -439,8 +439,8 @@ def _zoo_names() -> list[str]:
 
 
 def _train_step(model: torch.nn.Module, x: torch.Tensor, dtype=torch.float32):
-    """A copy of model in dtype, in training mode: its logits on x, its state after the step (running statistics),
-    and its logits in inference."""
+    """A copy of model in dtype: its logits on x in training mode, its state after that forward pass (running
+    statistics), and its logits in inference."""
     model = copy.deepcopy(model).to(dtype).train()
     with torch.no_grad():
         y = model(x.to(dtype)).double()

@@ -1,5 +1,6 @@
 """The plan: every model a profile will ask for, listed before anything trains, exactly as the run then uses them."""
 import os
+import sys
 from pathlib import Path
 
 from shiftlab import weights
@@ -28,12 +29,15 @@ def test_a_plan_runs_the_cells_with_the_profiles_parameters_until_the_first_mode
                                                                                  capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    main = sys.modules["__main__"]
     reached = _notebook(tmp_path / "reached.ipynb", ("width = 1", ["parameters"]),
                         ("print('a figure'); assert width == 3", []),
+                        ("import sys, types\nsys.modules['__main__'] = types.ModuleType('rebound')", []),
                         ("from shiftlab.chapter import PlanComplete\nraise PlanComplete('reached')", []),
                         ("raise AssertionError('a cell after the first model ran')", []))
     assert driver._plan_one(reached, {"width": 3}, str(tmp_path)) is None
     assert capsys.readouterr().out == "", "what the cells print is not the plan's output"
+    assert sys.modules["__main__"] is main, "a pool worker finds its next task in __main__"
     failing = _notebook(tmp_path / "failing.ipynb", ("width = 1", ["parameters"]), ("1 / 0", []))
     assert driver._plan_one(failing, {}, str(tmp_path)) == (
         "failing.ipynb failed before its first model in code cell 2 (ZeroDivisionError: division by zero)")
